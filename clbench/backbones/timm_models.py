@@ -1,0 +1,63 @@
+"""Any timm model by name, with local weights or (with the internet) hub weights.
+
+``clbench run --backbone timm:vit_base_patch16_224.augreg_in21k`` loads the hub
+weights by their full timm name and tag (tags changed meaning across timm
+versions, so results record the exact one); ``--weights PATH`` loads a local
+.pth/.safetensors file instead, which is the only way that works offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+
+from clbench.assets import file_sha256
+from clbench.backbones import Backbone
+from clbench.errors import ClbenchError, DataMissingError
+from clbench.registry import register_backbone
+
+
+def create_timm_backbone(model_name: str, weights: str | None = None, image_size: int | None = None) -> Backbone:
+    """Build ``timm.create_model(model_name)`` without its classifier, weights loaded."""
+    if model_name.split(".")[0] not in timm.list_models():
+        raise ClbenchError(
+            f"timm has no model {model_name.split('.')[0]!r}",
+            "see `python -c 'import timm; print(timm.list_models(\"vit*\"))'` for names",
+        )
+    if weights:
+        path = Path(weights)
+        if not path.is_file():
+            raise DataMissingError(f"weights file not found: {path}", "pass an existing .pth or .safetensors file")
+        model = timm.create_model(
+            model_name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(path)}
+        )
+        weights_id = file_sha256(path)[:12]
+    else:
+        try:
+            model = timm.create_model(model_name, pretrained=True, num_classes=0)
+        except Exception as exc:  # hub unreachable, unknown tag, ...
+            raise DataMissingError(
+                f"could not load pretrained weights for {model_name!r} from the Hugging Face hub: {exc}",
+                "with no internet, download the weights elsewhere and pass --weights PATH",
+            ) from exc
+        weights_id = f"hub:{model.pretrained_cfg.get('tag') or 'default'}"
+    cfg = model.pretrained_cfg
+    size = image_size or cfg.get("input_size", (3, 224, 224))[-1]
+    return Backbone(
+        model.eval(),
+        name=f"timm:{model_name}",
+        weights_id=weights_id,
+        feature_dim=model.num_features,
+        image_size=size,
+        mean=cfg.get("mean", (0.485, 0.456, 0.406)),
+        std=cfg.get("std", (0.229, 0.224, 0.225)),
+        crop_pct=cfg.get("crop_pct", 0.875) if image_size is None else 1.0,
+    )
+
+
+@register_backbone("timm")
+def timm_backbone(model: str = "vit_base_patch16_224.augreg_in21k", weights: str | None = None,
+                  image_size: int | None = None) -> Backbone:
+    """Any timm model by name (`--backbone timm:NAME`), hub or local (--weights) weights."""
+    return create_timm_backbone(model, weights, image_size)

@@ -1,0 +1,56 @@
+"""The ``clbench`` command. Each sub-command lives in its own module here and
+registers itself through ``add_parser``; ``main`` turns user errors into one
+clear message and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from clbench.errors import ClbenchError
+
+EPILOG = """examples:
+  clbench run                                   SimpleCIL on emoji-cil (offline default)
+  clbench run --scenario imagenet-r --method sema --data-root ~/data
+  clbench list                                  scenarios, methods and backbones
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clbench",
+        description="Continual-learning benchmarks for pre-trained models.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    package = importlib.import_module(__name__)
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except ClbenchError as exc:
+        print(f"clbench: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  fix: {exc.hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("clbench: interrupted; a run resumes from its last finished task with --resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

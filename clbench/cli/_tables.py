@@ -1,0 +1,44 @@
+"""Terminal tables for run summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from clbench.results import RunResult
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    """A fraction as a percentage; '-' for a cell that was not evaluated."""
+    if value is None or value != value:
+        return "-"
+    return f"{100 * value:.{digits}f}"
+
+
+def print_run_summary(result: RunResult, stored_at: Path | None, console: Console | None = None) -> None:
+    console = console or Console()
+    n = len(result.test_counts)
+    matrix = Table(title=f"{result.method} on {result.scenario}: accuracy (%) on task i (columns) "
+                         "after learning task t (rows)")
+    matrix.add_column("after", justify="right")
+    for i in range(n):
+        matrix.add_column(f"T{i}", justify="right")
+    for t, row in enumerate(result.accuracy_matrix):
+        matrix.add_row(f"t={t}", *[pct(v, 1) for v in row])
+    matrix.add_row("n", *[str(c) for c in result.test_counts], style="dim")
+    console.print(matrix)
+
+    m = result.metrics
+    summary = Table(title="summary")
+    for col in ("Ā (sample)", "last (sample)", "Ā (task)", "forgetting (PILOT)", "BWT", "time (s)"):
+        summary.add_column(col, justify="right")
+    summary.add_row(pct(m["avg_acc_sample"]), pct(m["last_acc_sample"]), pct(m["avg_acc_task"]),
+                    pct(m["forgetting_pilot"]), pct(m["bwt"]), f"{result.timings['total_seconds']:.1f}")
+    console.print(summary)
+    t = result.timings
+    console.print(f"features: {t['features_extracted']} extracted in {t['feature_extraction_seconds']:.1f}s, "
+                  f"{t['features_from_cache']} served from the cache; peak RSS {result.peak_memory['cpu_rss_mb']:.0f} MiB")
+    if stored_at is not None:
+        console.print(f"stored: {stored_at}")

@@ -1,0 +1,140 @@
+"""Continual-learning metrics as pure functions of a stored run.
+
+Inputs are the accuracy matrix ``acc[t, i]`` (accuracy on task i's test data
+after learning task t; NaN where not evaluated) and, for sample-weighted
+accuracy, the correct-count matrix and per-task test counts. Every convention
+in PROTOCOLS.md is computed from the same run and named in the output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FORGETTING_CONVENTIONS = ("pilot", "chaudhry", "avalanche")
+
+
+def accuracy_matrix(correct: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Fractions from correct counts; NaN where a cell was not evaluated."""
+    correct = np.asarray(correct, dtype=float)
+    counts = np.asarray(counts, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts[None, :] > 0, correct / counts[None, :], np.nan)
+
+
+def step_accuracy(correct: np.ndarray, counts: np.ndarray, convention: str = "sample") -> np.ndarray:
+    """Accuracy after each step over all tasks seen so far.
+
+    ``sample`` (PILOT/PyCIL): top-1 over all test samples of the seen tasks.
+    ``task`` (Mammoth): mean of the seen tasks' accuracies.
+    """
+    correct = np.asarray(correct, dtype=float)
+    counts = np.asarray(counts, dtype=float)
+    steps = correct.shape[0]
+    out = np.empty(steps)
+    acc = accuracy_matrix(correct, counts)
+    for t in range(steps):
+        if convention == "sample":
+            out[t] = correct[t, : t + 1].sum() / counts[: t + 1].sum()
+        elif convention == "task":
+            out[t] = np.mean(acc[t, : t + 1])
+        else:
+            raise ValueError(f"unknown accuracy convention {convention!r}: use 'sample' or 'task'")
+    return out
+
+
+def average_incremental_accuracy(step_acc: np.ndarray) -> float:
+    """Ā: the mean of the accuracy after each step."""
+    return float(np.mean(step_acc))
+
+
+def last_accuracy(step_acc: np.ndarray) -> float:
+    return float(step_acc[-1])
+
+
+def forgetting(acc: np.ndarray, convention: str = "pilot") -> float:
+    """Average forgetting over the tasks before the last one.
+
+    ``pilot``: max over every step t >= i (the last included) of acc[t, i], minus
+    acc[T, i]; never negative. ``chaudhry`` (Continuum, FACIL): the max runs over
+    steps before the last only, so it can be negative. ``avalanche``:
+    acc[i, i] - acc[T, i].
+    """
+    acc = np.asarray(acc, dtype=float)
+    last = acc.shape[0] - 1
+    if last == 0:
+        return 0.0
+    values = []
+    for i in range(last):
+        if convention == "pilot":
+            best = np.nanmax(acc[i:, i])
+        elif convention == "chaudhry":
+            best = np.nanmax(acc[i:last, i])
+        elif convention == "avalanche":
+            best = acc[i, i]
+        else:
+            raise ValueError(f"unknown forgetting convention {convention!r}: use {FORGETTING_CONVENTIONS}")
+        values.append(best - acc[last, i])
+    return float(np.mean(values))
+
+
+def backward_transfer(acc: np.ndarray) -> float:
+    """BWT: mean over i < T of acc[T, i] - acc[i, i] (negative means forgetting)."""
+    acc = np.asarray(acc, dtype=float)
+    last = acc.shape[0] - 1
+    if last == 0:
+        return 0.0
+    return float(np.mean([acc[last, i] - acc[i, i] for i in range(last)]))
+
+
+def forward_transfer(acc: np.ndarray, baseline: np.ndarray | None = None) -> float | None:
+    """FWT (Lopez-Paz & Ranzato): mean over i > 0 of acc[i-1, i] - baseline[i].
+
+    Needs each task's accuracy before it is learned, so it is defined only when
+    unseen tasks were evaluated (domain-incremental); None otherwise.
+    """
+    acc = np.asarray(acc, dtype=float)
+    if acc.shape[0] < 2:
+        return None
+    before = np.array([acc[i - 1, i] for i in range(1, acc.shape[1])])
+    if np.isnan(before).any():
+        return None
+    base = np.zeros_like(before) if baseline is None else np.asarray(baseline, float)[1:]
+    return float(np.mean(before - base))
+
+
+def harmonic_mean(base: float, novel: float) -> float:
+    """Harmonic mean of base and novel accuracy (few-shot CIL)."""
+    return 0.0 if base + novel == 0 else float(2 * base * novel / (base + novel))
+
+
+def mtil_metrics(acc: np.ndarray) -> dict[str, float]:
+    """MTIL (ZSCL/CoDyRA): Transfer = mean of the zero-shot accuracies above the
+    diagonal, Average = mean over all steps of each task's column, Last = final row."""
+    acc = np.asarray(acc, dtype=float)
+    n = acc.shape[1]
+    transfer = [np.mean(acc[:i, i]) for i in range(1, n)]
+    return {
+        "transfer": float(np.mean(transfer)) if transfer else float("nan"),
+        "average": float(np.mean([np.mean(acc[:, i]) for i in range(n)])),
+        "last": float(np.mean(acc[-1])),
+    }
+
+
+def summarize(correct: np.ndarray, counts: np.ndarray, evaluate_unseen: bool = False) -> dict[str, float | None]:
+    """Every headline metric of a run, each named with its convention."""
+    acc = accuracy_matrix(correct, counts)
+    sample = step_accuracy(correct, counts, "sample")
+    task = step_accuracy(correct, counts, "task")
+    out: dict[str, float | None] = {
+        "avg_acc_sample": average_incremental_accuracy(sample),
+        "last_acc_sample": last_accuracy(sample),
+        "avg_acc_task": average_incremental_accuracy(task),
+        "last_acc_task": last_accuracy(task),
+        "forgetting_pilot": forgetting(acc, "pilot"),
+        "forgetting_chaudhry": forgetting(acc, "chaudhry"),
+        "forgetting_avalanche": forgetting(acc, "avalanche"),
+        "bwt": backward_transfer(acc),
+    }
+    if evaluate_unseen:
+        out["fwt"] = forward_transfer(acc)
+    return out

@@ -1,0 +1,145 @@
+"""One benchmark run from names to a stored RunResult (what ``clbench run`` does)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clbench import metrics
+from clbench.backbones import build_backbone
+from clbench.context import RunContext
+from clbench.evaluator import Evaluation, Evaluator, peak_rss_mb
+from clbench.features import FeatureCache
+from clbench.manifest import manifest
+from clbench.paths import cache_root
+from clbench.registry import METHODS, create_method, create_scenario
+from clbench.results import ResultsStore, RunResult, new_run_id
+from clbench.scenario import Scenario
+
+DEFAULT_SCENARIO = "emoji-cil"
+DEFAULT_METHOD = "simplecil"
+DEFAULT_BACKBONE = "efficientnet-lite0"
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run; its ``key`` names checkpoints for --resume."""
+
+    scenario: str = DEFAULT_SCENARIO
+    method: str = DEFAULT_METHOD
+    backbone: str = DEFAULT_BACKBONE
+    seed: int = 1993
+    weights: str | None = None
+    image_size: int | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)
+    scenario_options: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    batch_size: int = 64
+
+    def key(self) -> str:
+        blob = json.dumps(self.__dict__, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def prepare(spec: RunSpec, cache: FeatureCache | None = None):
+    """Build scenario, backbone, learner and context for ``spec`` (no learning yet)."""
+    torch.set_flush_denormal(True)  # denormals make CPU ViT inference ~6x slower
+    learner = create_method(spec.method, **spec.method_options)  # validates options first
+    scenario_options = dict(spec.scenario_options)
+    scenario: Scenario = create_scenario(spec.scenario, **scenario_options)
+    image_size = spec.image_size or scenario.protocol.get("image_size")
+    backbone = build_backbone(spec.backbone, spec.weights, image_size)
+    device = resolve_device(spec.device)
+    ctx = RunContext(
+        backbone=backbone.to(device),
+        cache=cache or FeatureCache(cache_root() / "features"),
+        device=device,
+        seed=spec.seed,
+        batch_size=spec.batch_size,
+        scenario_kind=scenario.kind,
+        task_incremental=scenario.task_incremental,
+    )
+    return scenario, learner, ctx
+
+
+def run(spec: RunSpec, store: ResultsStore | None = None, resume: bool = False,
+        cache: FeatureCache | None = None, on_task_end=None) -> RunResult:
+    """Run ``spec`` end to end and store the result (when ``store`` is given)."""
+    began = time.perf_counter()
+    scenario, learner, ctx = prepare(spec, cache)
+    checkpoint_dir = cache_root() / "checkpoints" / spec.key()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    evaluation = Evaluator(scenario, learner, ctx, checkpoint_dir, on_task_end).run(resume=resume)
+    result = build_result(spec, scenario, learner, ctx, evaluation, time.perf_counter() - began)
+    if store is not None:
+        store.write(result)
+    for old in checkpoint_dir.glob("task*.pt"):
+        old.unlink()  # the run finished: its checkpoints are no longer needed
+    return result
+
+
+def build_result(spec: RunSpec, scenario: Scenario, learner, ctx: RunContext,
+                 evaluation: Evaluation, wall_seconds: float) -> RunResult:
+    acc = metrics.accuracy_matrix(evaluation.correct.clip(min=0), evaluation.counts)
+    acc[evaluation.correct < 0] = float("nan")
+    summary = metrics.summarize(evaluation.correct.clip(min=0), evaluation.counts, scenario.evaluate_unseen)
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if ctx.device.type == "cuda" else None
+    return RunResult(
+        run_id=new_run_id(scenario.name, spec.method, spec.seed),
+        scenario=scenario.name,
+        scenario_kind=scenario.kind,
+        method=spec.method,
+        backbone=ctx.backbone.name,
+        seed=spec.seed,
+        config={
+            "method": {"name": spec.method, **learner.hyperparameters()},
+            "method_description": METHODS.get(spec.method).description,
+            "scenario": {"name": spec.scenario, **spec.scenario_options, "protocol": scenario.protocol},
+            "backbone": {"spec": spec.backbone, "weights": spec.weights, "weights_id": ctx.backbone.weights_id,
+                         "image_size": ctx.backbone.image_size, "cache_id": ctx.backbone.cache_id},
+            "batch_size": spec.batch_size,
+            "device": str(ctx.device),
+            "resumed_from_task": evaluation.resumed_from,
+            "accuracy_convention": "sample-weighted (PILOT) in *_sample, task-averaged (Mammoth) in *_task",
+        },
+        manifest=manifest(ctx.device),
+        split_hash=scenario.split_hash,
+        class_order=scenario.class_order,
+        task_classes=[[int(c) for c in t.classes] for t in scenario.tasks],
+        correct_matrix=evaluation.correct_or_none(),
+        test_counts=[int(c) for c in evaluation.counts],
+        accuracy_matrix=[[float(v) for v in row] for row in acc],
+        metrics=summary,
+        timings={
+            "learn_seconds": evaluation.learn_seconds,
+            "eval_seconds": evaluation.eval_seconds,
+            "feature_extraction_seconds": ctx.cache.stats.extract_seconds,
+            "features_extracted": ctx.cache.stats.extracted,
+            "features_from_cache": ctx.cache.stats.hits,
+            "total_seconds": wall_seconds,
+        },
+        peak_memory={"cpu_rss_mb": peak_rss_mb(), "gpu_allocated_mb": gpu_peak},
+        trainable_parameters=evaluation.trainable_parameters,
+        task_incremental=scenario.task_incremental,
+        evaluate_unseen=scenario.evaluate_unseen,
+        extra=learner.extra_results(),
+    )
+
+
+def default_store() -> ResultsStore:
+    from clbench.paths import results_root
+
+    return ResultsStore(Path(results_root()))

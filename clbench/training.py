@@ -1,0 +1,145 @@
+"""The one training loop every method calls.
+
+Methods describe *what* to optimise (parameters, a loss on a batch); this
+module owns *how*: optimiser and schedule from config, epochs, gradient
+clipping, mixed precision on GPU, progress, per-epoch loss/accuracy logs, and
+CPU determinism (batches are shuffled by a generator seeded from the run).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from clbench.errors import ConfigError
+from clbench.progress import progress
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    lr: float = 0.01
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "cosine"  # cosine | multistep | constant
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    batch_size: int = 32
+    grad_clip: float | None = None
+    amp: bool = True  # used only on CUDA
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    loss: float
+    accuracy: float | None
+    lr: float
+
+
+@dataclass
+class TrainLog:
+    epochs: list[EpochLog] = field(default_factory=list)
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ConfigError("nothing to train: no parameter requires a gradient")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}", "use sgd, adam or adamw")
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    warmup = cfg.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.schedule == "cosine":
+            progress_ = (step - warmup) / max(total - warmup, 1)
+            return 0.5 * (1 + math.cos(math.pi * progress_))
+        if cfg.schedule == "multistep":
+            epoch = step // steps_per_epoch
+            return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+        if cfg.schedule == "constant":
+            return 1.0
+        raise ConfigError(f"unknown schedule {cfg.schedule!r}", "use cosine, multistep or constant")
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit(
+    params: Iterable[torch.nn.Parameter],
+    batches: DataLoader,
+    step: Callable[[Any], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]],
+    cfg: TrainConfig,
+    device: torch.device,
+    desc: str = "train",
+    after_step: Callable[[], None] | None = None,
+    modules: Iterable[torch.nn.Module] = (),
+) -> TrainLog:
+    """Optimise ``params`` for ``cfg.epochs`` over ``batches``.
+
+    ``step(batch)`` returns ``(loss, logits, targets)``; logits/targets may be None
+    when accuracy is meaningless. ``after_step`` runs after every optimiser step
+    (e.g. MOS's EMA merge). ``modules`` are put in train mode for the loop and
+    restored afterwards.
+    """
+    params = list(params)
+    optimizer = make_optimizer(params, cfg)
+    schedule = make_schedule(optimizer, cfg, len(batches))
+    # bfloat16 autocast on GPU: same exponent range as fp32, so no loss scaling needed.
+    use_amp = cfg.amp and device.type == "cuda"
+    modes = [(m, m.training) for m in modules]
+    for m, _ in modes:
+        m.train()
+    log = TrainLog()
+    try:
+        for epoch in progress(range(cfg.epochs), desc=desc, total=cfg.epochs):
+            total_loss, seen, correct = 0.0, 0, 0
+            for batch in batches:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss, logits, targets = step(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                schedule.step()
+                if after_step is not None:
+                    after_step()
+                n = len(targets) if targets is not None else 1
+                total_loss += float(loss.detach()) * n
+                seen += n
+                if logits is not None and targets is not None:
+                    correct += int((logits.detach().argmax(1) == targets).sum())
+            log.epochs.append(EpochLog(epoch, total_loss / max(seen, 1),
+                                       correct / seen if seen else None, schedule.get_last_lr()[0]))
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+    return log
+
+
+def tensor_batches(*tensors: torch.Tensor, batch_size: int, seed: int, shuffle: bool = True) -> DataLoader:
+    """Shuffled mini-batches over in-memory tensors, reproducible from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=shuffle, generator=generator)

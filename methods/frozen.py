@@ -1,0 +1,93 @@
+"""Training-free methods on frozen pretrained features: SimpleCIL, NCM and kNN.
+
+They share one shape: embed each task's training images with the frozen
+backbone (served by the feature cache), keep class statistics or a memory
+bank, and score test embeddings with a fused kernel. A second run on the same
+scenario costs no pass over the images.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from clbench.data import Samples
+from clbench.kernels import ClassStats, class_stats, knn_scores, prototype_scores
+from clbench.learner import Learner
+from clbench.registry import register_method
+from clbench.scenario import TrainTask
+
+
+class FeatureLearner(Learner):
+    """A learner whose whole state is a function of (embeddings, labels).
+
+    Subclasses say how to embed (``embed``, the frozen backbone by default), how
+    to absorb a task's embeddings (``absorb``) and how to score (``score``).
+    """
+
+    def embed(self, samples: Samples) -> torch.Tensor:
+        return self.ctx.frozen_features(samples)
+
+    def learn(self, task: TrainTask) -> None:
+        self.absorb(self.embed(task.train), torch.from_numpy(task.train.labels), task.seen_classes)
+
+    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
+        return self.score(self.embed(samples))
+
+    def absorb(self, features: torch.Tensor, labels: torch.Tensor, seen_classes: int) -> None:
+        raise NotImplementedError
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class PrototypeLearner(FeatureLearner):
+    """Class-mean prototypes from running statistics, scored by ``metric``."""
+
+    metric = "cosine"
+
+    def __init__(self) -> None:
+        self.stats: ClassStats | None = None
+
+    def absorb(self, features: torch.Tensor, labels: torch.Tensor, seen_classes: int) -> None:
+        self.stats = class_stats(features, labels, seen_classes, stats=self.stats)
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        assert self.stats is not None, "predict() called before learn()"
+        return prototype_scores(features, self.stats.means.float(), self.metric)
+
+
+@register_method("simplecil")
+class SimpleCIL(PrototypeLearner):
+    """Frozen PTM, cosine similarity to class-mean prototypes (Zhou et al. 2023)."""
+
+    metric = "cosine"
+
+
+@register_method("ncm")
+class NCM(PrototypeLearner):
+    """Nearest class mean by Euclidean distance on frozen features."""
+
+    metric = "euclidean"
+
+
+@register_method("knn")
+class KNN(FeatureLearner):
+    """k-nearest neighbours over a memory bank of all seen training embeddings."""
+
+    def __init__(self, k: int = 10, metric: str = "cosine", vote: str = "distance") -> None:
+        self.k = k
+        self.metric = metric
+        self.vote = vote
+        self.bank: torch.Tensor | None = None
+        self.bank_labels: torch.Tensor | None = None
+        self.num_classes = 0
+
+    def absorb(self, features: torch.Tensor, labels: torch.Tensor, seen_classes: int) -> None:
+        self.bank = features if self.bank is None else torch.cat([self.bank, features])
+        self.bank_labels = labels if self.bank_labels is None else torch.cat([self.bank_labels, labels])
+        self.num_classes = seen_classes
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        assert self.bank is not None, "predict() called before learn()"
+        return knn_scores(features, self.bank, self.bank_labels, self.num_classes,
+                          k=self.k, metric=self.metric, vote=self.vote)
