@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from clbench.cli._options import parse_sets, read_config
@@ -46,7 +47,9 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     method_opts = {**config.get("method", {}), **method_opts}
     scenario_opts = {**config.get("scenario", {}), **scenario_opts}
     if args.data_root:
-        scenario_opts["data_root"] = args.data_root
+        # Where the data lives is not part of a run's identity (the split hash is),
+        # so it travels as the environment setting every reader consults.
+        os.environ["CLBENCH_DATA"] = args.data_root
 
     def pick(name: str, default):
         value = getattr(args, name)
