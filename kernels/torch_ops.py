@@ -1,41 +1,46 @@
-"""Torch implementations of the frozen-feature kernels (CPU path and reference)."""
+"""Torch implementations of the frozen-feature kernels: the CPU path and the reference.
+
+All three work on row blocks so that fp16/bf16 inputs are widened to fp32 one
+block at a time (never a full-size fp32 copy), the large operand is read once,
+and the kNN never holds more than a block of the query x bank score matrix.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-import torch.nn.functional as F
+from clbench.kernels.common import (
+    NORM_EPS,
+    VOTES,
+    ClassStats,
+    check_knn_inputs,
+    check_labels,
+    check_prototype_inputs,
+    check_stats_inputs,
+    class_votes,
+)
+
+from clbench.errors import ConfigError
+
+# Rows of features per statistics block: 8192 x 768 fp32 is 24 MiB, so a block
+# stays in the last-level cache between its index_add and its Gram product, and
+# fp32 partial sums over a block stay well inside 1e-6 relative error.
+STATS_BLOCK_ROWS = 8192
+# Query rows per block for prototype scoring and per kNN pass over the bank.
+QUERY_BLOCK_ROWS = 4096
+# Target size (elements) of one kNN score block: 4 Mi floats = 16 MiB.
+KNN_SCORE_BLOCK = 1 << 22
+KNN_MIN_COLS, KNN_MAX_COLS = 1024, 65536
 
 
-@dataclass
-class ClassStats:
-    """Running per-class statistics: counts, sums and (optionally) sum of outer products.
-
-    ``outer`` is the total over all samples of x x^T (the LDA covariance needs
-    the pooled scatter, not one per class).
-    """
-
-    counts: torch.Tensor  # (C,) float64
-    sums: torch.Tensor  # (C, D) float64
-    outer: torch.Tensor | None = None  # (D, D) float64
-
-    @property
-    def means(self) -> torch.Tensor:
-        return self.sums / self.counts.clamp_min(1).unsqueeze(1)
-
-    @property
-    def num_classes(self) -> int:
-        return self.counts.shape[0]
-
-    def grow(self, num_classes: int) -> ClassStats:
-        """The same statistics padded with empty classes up to ``num_classes``."""
-        extra = num_classes - self.num_classes
-        if extra <= 0:
-            return self
-        return ClassStats(
-            F.pad(self.counts, (0, extra)), F.pad(self.sums, (0, 0, 0, extra)), self.outer
-        )
+def _fp32_rows(x: torch.Tensor, start: int, stop: int, normalize: bool) -> torch.Tensor:
+    """Rows start:stop as fp32, L2-normalised if asked; a view when nothing changes."""
+    rows = x[start:stop]
+    if rows.dtype != torch.float32:
+        rows = rows.float()
+    if normalize:
+        inv = torch.linalg.vector_norm(rows, dim=1).clamp_min_(NORM_EPS).reciprocal_()
+        rows = rows * inv[:, None]
+    return rows
 
 
 def class_stats(
@@ -48,25 +53,83 @@ def class_stats(
 ) -> ClassStats:
     """Accumulate per-class counts and sums (and the pooled outer-product sum).
 
-    Accumulation is in float64 whatever the input dtype, so incremental updates
-    equal one pass over all data. ``normalize`` L2-normalises each feature first.
+    One pass over row blocks: each block is widened/normalised once and summed
+    per class with ``index_add_`` into an fp32 buffer; block results are added
+    in float64, so incremental updates equal one pass over all data. With
+    ``outer`` the block is first centred on its own mean, so that the fp32 sums
+    and Gram product see only the spread of the data, not a large common mean
+    (the within-class scatter of LDA is a difference of large numbers).
     """
-    x = features.to(torch.float64)
-    if normalize:
-        x = F.normalize(x, dim=1)
-    labels = labels.to(x.device, torch.long)
-    counts = torch.zeros(num_classes, dtype=torch.float64, device=x.device)
-    counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
-    sums = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, device=x.device)
-    sums.index_add_(0, labels, x)
-    scatter = x.T @ x if outer else None
-    if stats is None:
-        return ClassStats(counts, sums, scatter)
-    stats = stats.grow(num_classes)
-    total_outer = None
-    if outer:
-        total_outer = scatter if stats.outer is None else stats.outer + scatter
-    return ClassStats(stats.counts + counts, stats.sums + sums, total_outer)
+    labels = check_stats_inputs(features, labels, num_classes, stats)
+    rows, dims = features.shape
+    device = features.device
+    counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
+    sums = torch.zeros(num_classes, dims, dtype=torch.float64, device=device)
+    scatter = torch.zeros(dims, dims, dtype=torch.float64, device=device) if outer else None
+    block = max(STATS_BLOCK_ROWS, 8 * num_classes)
+    partial = torch.empty(num_classes, dims, device=device)
+    for start in range(0, rows, block):
+        x = _fp32_rows(features, start, start + block, normalize)
+        y = labels[start : start + block]
+        shift = x.mean(0) if outer else None
+        if shift is not None:
+            x = x - shift
+        sums += partial.zero_().index_add_(0, y, x)
+        if scatter is not None:
+            shift64 = shift.double()
+            sums.addr_(torch.bincount(y, minlength=num_classes).double(), shift64)
+            _add_scatter(scatter, x, shift64, partial.sum(0, dtype=torch.float64))
+    result = ClassStats(counts, sums, scatter)
+    return result if stats is None else stats.merge(result)
+
+
+def _add_scatter(
+    scatter: torch.Tensor, centred: torch.Tensor, shift: torch.Tensor, drift: torch.Tensor
+) -> None:
+    """scatter += sum over rows of x x^T, given c = x - m (fp32) and d = sum(c).
+
+    sum x x^T = c^T c + m d^T + d m^T + n m m^T holds exactly for any shift m;
+    only the Gram product c^T c runs in fp32, on data without its common mean.
+    """
+    scatter += centred.T @ centred
+    scatter.addr_(shift, drift).addr_(drift, shift).addr_(shift, shift, alpha=centred.shape[0])
+
+
+def _prototype_block(
+    q: torch.Tensor,
+    protos: torch.Tensor,
+    metric: str,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+) -> torch.Tensor:
+    """Scores of fp32 query rows ``q`` into ``out``; ``protos`` already prepared.
+
+    cosine: ``protos`` are unit rows and the query norms divide the product
+    afterwards (no normalised copy of the queries). euclidean: ``bias`` is
+    -|p|^2 and the result is 2 q.p - |p|^2 - |q|^2. linear: q.p + bias.
+    """
+    if bias is None:
+        torch.mm(q, protos.T, out=out)
+    else:
+        torch.addmm(bias, q, protos.T, alpha=2.0 if metric == "euclidean" else 1.0, out=out)
+    if metric == "cosine":
+        out.div_(torch.linalg.vector_norm(q, dim=1).clamp_min_(NORM_EPS)[:, None])
+    elif metric == "euclidean":
+        out.sub_(q.pow(2).sum(1)[:, None])
+    return out
+
+
+def _prepare_prototypes(
+    queries: torch.Tensor, prototypes: torch.Tensor, metric: str, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    check_prototype_inputs(queries, prototypes, metric, bias)
+    protos = prototypes.to(queries.device, torch.float32)
+    if metric == "cosine":
+        protos = protos / torch.linalg.vector_norm(protos, dim=1).clamp_min(NORM_EPS)[:, None]
+        return protos, None
+    if metric == "euclidean":
+        return protos, -protos.pow(2).sum(1)
+    return protos, None if bias is None else bias.to(queries.device, torch.float32)
 
 
 def prototype_scores(
@@ -80,16 +143,89 @@ def prototype_scores(
     ``cosine``: cosine similarity. ``euclidean``: negative squared distance.
     ``linear``: ``queries @ prototypes.T + bias`` (the LDA head's form).
     """
-    q = queries.float()
-    p = prototypes.to(q.device, torch.float32)
-    if metric == "cosine":
-        return F.normalize(q, dim=1) @ F.normalize(p, dim=1).T
+    protos, extra = _prepare_prototypes(queries, prototypes, metric, bias)
+    out = torch.empty(queries.shape[0], protos.shape[0], device=queries.device)
+    for start in range(0, queries.shape[0], QUERY_BLOCK_ROWS):
+        q = _fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, False)
+        _prototype_block(q, protos, metric, extra, out[start : start + q.shape[0]])
+    return out
+
+
+def prototype_predict(
+    queries: torch.Tensor,
+    prototypes: torch.Tensor,
+    metric: str = "cosine",
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Index of the best prototype per query (int64), without keeping all scores."""
+    protos, extra = _prepare_prototypes(queries, prototypes, metric, bias)
+    out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
+    block = torch.empty(QUERY_BLOCK_ROWS, protos.shape[0], device=queries.device)
+    for start in range(0, queries.shape[0], QUERY_BLOCK_ROWS):
+        q = _fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, False)
+        scores = _prototype_block(q, protos, metric, extra, block[: q.shape[0]])
+        torch.argmax(scores, dim=1, out=out[start : start + q.shape[0]])
+    return out
+
+
+def knn_block_cols(num_queries: int, chunk: int | None = None) -> int:
+    """Bank rows scored per step: a score block of about ``KNN_SCORE_BLOCK`` floats."""
+    if chunk is not None:
+        if chunk < 1:
+            raise ConfigError(f"chunk={chunk} must be positive")
+        return chunk
+    return max(KNN_MIN_COLS, min(KNN_MAX_COLS, KNN_SCORE_BLOCK // max(num_queries, 1)))
+
+
+def knn_search(
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    k: int = 10,
+    metric: str = "cosine",
+    chunk: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The min(k, bank size) nearest bank rows of each query: (scores, indices), best first.
+
+    Scores are cosine similarities or negative squared Euclidean distances.
+    The bank is scanned in blocks of ``chunk`` rows (default: sized so that a
+    score block is ~16 MiB); each block's top-k is merged into a running top-k,
+    so memory is O(queries x (k + chunk)) whatever the bank size.
+    """
+    k = check_knn_inputs(queries, bank, k, metric)
+    values, indices = [], []
+    for start in range(0, queries.shape[0], QUERY_BLOCK_ROWS):
+        q = _fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, metric == "cosine")
+        v, i = _knn_query_block(q, bank, k, metric, knn_block_cols(q.shape[0], chunk))
+        values.append(v)
+        indices.append(i)
+    if not values:
+        empty = queries.new_empty(0, k, dtype=torch.float32)
+        return empty, empty.long()
+    return torch.cat(values), torch.cat(indices)
+
+
+def _knn_query_block(
+    q: torch.Tensor, bank: torch.Tensor, k: int, metric: str, cols: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n = q.shape[0]
+    best = torch.full((n, k), float("-inf"), device=q.device)
+    best_idx = torch.zeros((n, k), dtype=torch.long, device=q.device)
+    scores = torch.empty(n, min(cols, bank.shape[0]), device=q.device)
+    for start in range(0, bank.shape[0], cols):
+        b = bank[start : start + cols].to(q.device, torch.float32)
+        block = scores[:, : b.shape[0]]
+        if metric == "cosine":
+            torch.mm(q, b.T, out=block)
+            block.div_(torch.linalg.vector_norm(b, dim=1).clamp_min_(NORM_EPS)[None, :])
+        else:  # 2 q.b - |b|^2 ranks like -|q - b|^2; |q|^2 is added once at the end
+            torch.addmm(b.pow(2).sum(1).neg_(), q, b.T, alpha=2.0, out=block)
+        top, pos = block.topk(min(k, b.shape[0]), dim=1)
+        merged, which = torch.cat([best, top], 1).topk(k, dim=1)
+        candidates = torch.cat([best_idx, pos + start], 1)
+        best, best_idx = merged, candidates.gather(1, which)
     if metric == "euclidean":
-        return -(q.pow(2).sum(1, keepdim=True) - 2 * q @ p.T + p.pow(2).sum(1)[None, :])
-    if metric == "linear":
-        scores = q @ p.T
-        return scores if bias is None else scores + bias.to(scores)[None, :]
-    raise ValueError(f"unknown metric {metric!r}: use cosine, euclidean or linear")
+        best = (best - q.pow(2).sum(1, keepdim=True)).clamp_max_(0)
+    return best, best_idx
 
 
 def knn_scores(
@@ -100,42 +236,16 @@ def knn_scores(
     k: int = 10,
     metric: str = "cosine",
     vote: str = "majority",
-    chunk: int = 16384,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """Class votes (n, num_classes) from the k nearest bank entries of each query.
 
-    The bank is scanned in chunks with a running top-k, so memory stays
-    O(n * (k + chunk)) whatever the bank size. ``distance`` voting weights each
-    neighbour by its similarity (cosine) or 1 / (1 + distance) (euclidean).
+    ``majority``: one vote per neighbour; ``distance``: weighted by similarity
+    (cosine) or 1 / (1 + distance) (euclidean). Equal votes go to the class of
+    the nearest neighbour.
     """
-    q = queries.float()
-    if metric == "cosine":
-        q = F.normalize(q, dim=1)
-    k = min(k, bank.shape[0])
-    n = q.shape[0]
-    best = torch.full((n, k), float("-inf"), device=q.device)
-    best_idx = torch.zeros((n, k), dtype=torch.long, device=q.device)
-    for start in range(0, bank.shape[0], chunk):
-        b = bank[start : start + chunk].to(q.device, torch.float32)
-        if metric == "cosine":
-            sim = q @ F.normalize(b, dim=1).T
-        elif metric == "euclidean":
-            sim = -(q.pow(2).sum(1, keepdim=True) - 2 * q @ b.T + b.pow(2).sum(1)[None, :])
-        else:
-            raise ValueError(f"unknown metric {metric!r}: use cosine or euclidean")
-        merged = torch.cat([best, sim], dim=1)
-        merged_idx = torch.cat([best_idx, torch.arange(start, start + b.shape[0], device=q.device).expand(n, -1)], 1)
-        best, pos = merged.topk(k, dim=1)
-        best_idx = merged_idx.gather(1, pos)
-    labels = bank_labels.to(q.device, torch.long)[best_idx]
-    if vote == "majority":
-        weights = torch.ones_like(best)
-    elif vote == "distance":
-        weights = best.clamp_min(0) if metric == "cosine" else 1.0 / (1.0 + (-best).clamp_min(0).sqrt())
-    else:
-        raise ValueError(f"unknown vote {vote!r}: use majority or distance")
-    scores = torch.zeros(n, num_classes, device=q.device)
-    scores.scatter_add_(1, labels, weights)
-    # Break vote ties by the nearest neighbour's class: add a tiny bonus for it.
-    scores.scatter_add_(1, labels[:, :1], torch.full((n, 1), 1e-6, device=q.device))
-    return scores
+    if vote not in VOTES:
+        raise ConfigError(f"unknown vote {vote!r}", f"use one of {', '.join(VOTES)}")
+    labels = check_labels(bank_labels, bank.shape[0], num_classes, "bank")
+    values, indices = knn_search(queries, bank, k, metric, chunk)
+    return class_votes(values, indices, labels, num_classes, metric, vote)
