@@ -7,6 +7,11 @@ import os
 import pytest
 
 os.environ.setdefault("CLBENCH_PROGRESS", "0")
+# Triton decides interpreter-or-compiler when triton.language is first imported,
+# so the Triton kernel tests (tests/test_kernels_triton.py) need this set before
+# any test module imports triton. It changes nothing else: CPU tensors only run
+# Triton kernels when CLBENCH_KERNELS=triton is also set (see clbench.kernels).
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)
