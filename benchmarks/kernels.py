@@ -49,6 +49,10 @@ def make_rows(rows: int, seed: int) -> torch.Tensor:
 # --- the plain torch ways -------------------------------------------------------
 
 
+def make_labels(rows: int) -> torch.Tensor:
+    return torch.randint(0, CLASSES, (rows,), generator=torch.Generator().manual_seed(1))
+
+
 def plain_stats_index_add(x, y, outer):
     sums = torch.zeros(CLASSES, DIMS).index_add_(0, y, x)
     return torch.bincount(y, minlength=CLASSES), sums, (x.T @ x if outer else None)
@@ -85,19 +89,50 @@ def faiss_search(index, q, metric):
 # --- sections ---------------------------------------------------------------------
 
 
-def bench_stats(sizes, repeats, outer):
-    print(f"\n## Per-class statistics, {CLASSES} classes x {DIMS} dims, fp32"
-          f"{' + pooled sum of x x^T (LDA)' if outer else ''}\n")
+def bench_sums(sizes, repeats):
+    print(f"\n## Per-class counts and sums, {CLASSES} classes x {DIMS} dims, fp32\n")
     print("| rows | clbench s | index_add s | one-hot matmul s | index_add / clbench | one-hot / clbench |")
     print("|---:|---:|---:|---:|---:|---:|")
     for rows in sizes:
-        x, y = make_rows(rows, 0), torch.randint(0, CLASSES, (rows,), generator=torch.Generator().manual_seed(1))
+        x, y = make_rows(rows, 0), make_labels(rows)
         r = 1 if rows >= 1_000_000 else repeats
-        ours = best_time(lambda x=x, y=y: kernels.class_stats(x, y, CLASSES, outer=outer), r)
-        index_add = best_time(lambda x=x, y=y: plain_stats_index_add(x, y, outer), r)
-        one_hot = best_time(lambda x=x, y=y: plain_stats_one_hot(x, y, outer), r)
+        ours = best_time(lambda x=x, y=y: kernels.class_stats(x, y, CLASSES), r)
+        index_add = best_time(lambda x=x, y=y: plain_stats_index_add(x, y, False), r)
+        one_hot = best_time(lambda x=x, y=y: plain_stats_one_hot(x, y, False), r)
         print(f"| {rows:,} | {ours:.3f} | {index_add:.3f} | {one_hot:.3f} | "
               f"{index_add / ours:.2f} | {one_hot / ours:.2f} |", flush=True)
+        del x, y
+
+
+def scatter_error(counts, sums, outer, exact) -> float:
+    """Max error of the within-class scatter (what LDA inverts), relative to its largest entry."""
+    counts, sums, outer = counts.double(), sums.double(), outer.double()
+    within = outer - (sums.T / counts.clamp_min(1)) @ sums
+    return ((within - exact).abs().max() / exact.abs().max()).item()
+
+
+def bench_lda_stats(sizes, repeats):
+    print(f"\n## Counts, sums and pooled sum of x x^T (the LDA statistics), {CLASSES} classes x {DIMS} dims\n")
+    print("Error: max error of the within-class scatter against float64, relative to its largest entry.\n")
+    print("| rows | clbench s | index_add + x.T @ x (fp32) s | plain / clbench | clbench error | plain fp32 error |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for rows in sizes:
+        x, y = make_rows(rows, 0), make_labels(rows)
+        r = 1 if rows >= 1_000_000 else repeats
+        ours = best_time(lambda x=x, y=y: kernels.class_stats(x, y, CLASSES, outer=True), r)
+        plain = best_time(lambda x=x, y=y: plain_stats_index_add(x, y, True), r)
+        errors = ["-", "-"]
+        if rows <= 100_000:
+            x64 = x.double()
+            sums64 = torch.zeros(CLASSES, DIMS, dtype=torch.float64).index_add_(0, y, x64)
+            counts = torch.bincount(y, minlength=CLASSES)
+            exact = x64.T @ x64 - (sums64.T / counts.clamp_min(1)) @ sums64
+            del x64
+            st = kernels.class_stats(x, y, CLASSES, outer=True)
+            errors = [f"{scatter_error(st.counts, st.sums, st.outer, exact):.1e}",
+                      f"{scatter_error(*plain_stats_index_add(x, y, True), exact):.1e}"]
+        print(f"| {rows:,} | {ours:.3f} | {plain:.3f} | {plain / ours:.2f} | {errors[0]} | {errors[1]} |",
+              flush=True)
         del x, y
 
 
@@ -185,8 +220,8 @@ def main() -> None:
     if args.only in (None, "memory"):
         bench_memory(sizes, QUERIES)
     if args.only in (None, "stats"):
-        bench_stats(sizes, args.repeats, outer=False)
-        bench_stats(sizes, args.repeats, outer=True)
+        bench_sums(sizes, args.repeats)
+        bench_lda_stats(sizes, args.repeats)
     if args.only in (None, "knn"):
         for metric in ("cosine", "euclidean"):
             bench_knn(sizes, args.repeats, QUERIES, metric, not args.no_faiss)
