@@ -25,6 +25,8 @@ from clbench.errors import ConfigError
 # stays in the last-level cache between its index_add and its Gram product, and
 # fp32 partial sums over a block stay well inside 1e-6 relative error.
 STATS_BLOCK_ROWS = 8192
+# fp32 Gram sums cover at most this many rows before a float64 flush.
+GRAM_FLUSH_ROWS = 65536
 # Query rows per block for prototype scoring and per kNN pass over the bank.
 QUERY_BLOCK_ROWS = 4096
 # Target size (elements) of one kNN score block: 4 Mi floats = 16 MiB; at most
@@ -33,7 +35,7 @@ KNN_SCORE_BLOCK = 1 << 22
 KNN_MIN_COLS, KNN_MAX_COLS = 1024, 16384
 
 
-def _fp32_rows(x: torch.Tensor, start: int, stop: int, normalize: bool) -> torch.Tensor:
+def fp32_rows(x: torch.Tensor, start: int, stop: int, normalize: bool) -> torch.Tensor:
     """Rows start:stop as fp32, L2-normalised if asked; a view when nothing changes."""
     rows = x[start:stop]
     if rows.dtype != torch.float32:
@@ -55,33 +57,67 @@ def class_stats(
     """Accumulate per-class counts and sums (and the pooled outer-product sum).
 
     One pass over row blocks: each block is widened/normalised once and summed
-    per class with ``index_add_`` into an fp32 buffer; block results are added
-    in float64, so incremental updates equal one pass over all data. With
-    ``outer`` the block is first centred on its own mean, so that the fp32 sums
-    and Gram product see only the spread of the data, not a large common mean
-    (the within-class scatter of LDA is a difference of large numbers).
+    per class into fp32 partial sums that are added in float64, so incremental
+    updates equal one pass over all data. With ``outer`` every row is first
+    shifted by one fixed vector m (the mean of the first rows), so the fp32 sums
+    and the fp32 Gram product see only the spread of the data, not a large
+    common mean (LDA's within-class scatter is a difference of large numbers);
+    the exact float64 correction is added once at the end.
     """
     labels = check_stats_inputs(features, labels, num_classes, stats)
     rows, dims = features.shape
     device = features.device
     counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
     sums = torch.zeros(num_classes, dims, dtype=torch.float64, device=device)
-    scatter = torch.zeros(dims, dims, dtype=torch.float64, device=device) if outer else None
     block = max(STATS_BLOCK_ROWS, 8 * num_classes)
+    gram = _ShiftedGram(features, normalize, block) if outer and rows else None
     for start in range(0, rows, block):
-        x = _fp32_rows(features, start, start + block, normalize)
-        y = labels[start : start + block]
-        shift = x.mean(0) if outer else None
-        if shift is not None:
-            x = x - shift
-        partial = _class_sums(x, y, num_classes)
-        sums += partial
-        if scatter is not None:
-            shift64 = shift.double()
-            sums.addr_(torch.bincount(y, minlength=num_classes).double(), shift64)
-            _add_scatter(scatter, x, shift64, partial.sum(0, dtype=torch.float64))
+        x = fp32_rows(features, start, start + block, normalize)
+        if gram is not None:
+            x = gram.add(x)
+        sums += _class_sums(x, labels[start : start + block], num_classes)
+    scatter = None
+    if outer:
+        scatter = torch.zeros(dims, dims, dtype=torch.float64, device=device)
+        if gram is not None:
+            scatter = gram.total(sums.sum(0), rows)
+            sums.addr_(counts, gram.shift.double())
     result = ClassStats(counts, sums, scatter)
     return result if stats is None else stats.merge(result)
+
+
+class _ShiftedGram:
+    """Running sum of c c^T over rows, c = x - m for one fixed fp32 shift m.
+
+    sum x x^T = sum c c^T + m d^T + d m^T + n m m^T with d = sum c holds exactly
+    for any m, so only the Gram product of shifted rows runs in fp32 (flushed
+    to float64 every ``GRAM_FLUSH_ROWS`` rows) and the correction is float64.
+    """
+
+    def __init__(self, features: torch.Tensor, normalize: bool, block: int) -> None:
+        dims = features.shape[1]
+        self.shift = fp32_rows(features, 0, min(block, 1024), normalize).mean(0)
+        self.buffer = torch.empty(min(block, features.shape[0]), dims, device=features.device)
+        self.fp32 = torch.zeros(dims, dims, device=features.device)
+        self.fp64 = torch.zeros(dims, dims, dtype=torch.float64, device=features.device)
+        self.pending = 0
+
+    def add(self, x: torch.Tensor) -> torch.Tensor:
+        """Adds the block's shifted Gram product; returns the shifted rows."""
+        c = torch.sub(x, self.shift, out=self.buffer[: x.shape[0]])
+        self.fp32.addmm_(c.T, c)
+        self.pending += x.shape[0]
+        if self.pending >= GRAM_FLUSH_ROWS:
+            self.fp64 += self.fp32
+            self.fp32.zero_()
+            self.pending = 0
+        return c
+
+    def total(self, drift: torch.Tensor, rows: int) -> torch.Tensor:
+        """sum x x^T in float64, given d = the float64 sum of all shifted rows."""
+        shift = self.shift.double()
+        out = self.fp64 + self.fp32
+        return out.addr_(shift, drift).addr_(drift, shift).addr_(shift, shift, alpha=rows)
 
 
 def _class_sums(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -96,18 +132,6 @@ def _class_sums(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Ten
         rows, torch.ones(n, device=x.device), (num_classes, n), check_invariants=False
     )  # labels were range-checked once for the whole call
     return torch.sparse.mm(one_hot, x)
-
-
-def _add_scatter(
-    scatter: torch.Tensor, centred: torch.Tensor, shift: torch.Tensor, drift: torch.Tensor
-) -> None:
-    """scatter += sum over rows of x x^T, given c = x - m (fp32) and d = sum(c).
-
-    sum x x^T = c^T c + m d^T + d m^T + n m m^T holds exactly for any shift m;
-    only the Gram product c^T c runs in fp32, on data without its common mean.
-    """
-    scatter += centred.T @ centred
-    scatter.addr_(shift, drift).addr_(drift, shift).addr_(shift, shift, alpha=centred.shape[0])
 
 
 def _prototype_block(
@@ -161,7 +185,7 @@ def prototype_scores(
     protos, extra = _prepare_prototypes(queries, prototypes, metric, bias)
     out = torch.empty(queries.shape[0], protos.shape[0], device=queries.device)
     for start in range(0, queries.shape[0], QUERY_BLOCK_ROWS):
-        q = _fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, False)
+        q = fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, False)
         _prototype_block(q, protos, metric, extra, out[start : start + q.shape[0]])
     return out
 
@@ -177,7 +201,7 @@ def prototype_predict(
     out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
     block = torch.empty(QUERY_BLOCK_ROWS, protos.shape[0], device=queries.device)
     for start in range(0, queries.shape[0], QUERY_BLOCK_ROWS):
-        q = _fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, False)
+        q = fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, False)
         scores = _prototype_block(q, protos, metric, extra, block[: q.shape[0]])
         torch.argmax(scores, dim=1, out=out[start : start + q.shape[0]])
     return out
@@ -209,7 +233,7 @@ def knn_search(
     k = check_knn_inputs(queries, bank, k, metric)
     values, indices = [], []
     for start in range(0, queries.shape[0], QUERY_BLOCK_ROWS):
-        q = _fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, metric == "cosine")
+        q = fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, metric == "cosine")
         v, i = _knn_query_block(q, bank, k, metric, knn_block_cols(q.shape[0], chunk))
         values.append(v)
         indices.append(i)

@@ -133,7 +133,7 @@ def class_stats(
     scatter = torch.zeros(dims, dims, dtype=torch.float64, device=dev) if outer else None
     shift = torch.zeros(dims, device=dev)
     if outer and rows:  # any shift is exact; the mean of a few rows removes the common mean
-        shift = torch_ops._fp32_rows(features, 0, 1024, normalize).mean(0)
+        shift = torch_ops.fp32_rows(features, 0, 1024, normalize).mean(0)
     tile = _tiles(dev)
     for start in range(0, rows, STATS_LAUNCH_ROWS):
         x = features[start : start + STATS_LAUNCH_ROWS]
