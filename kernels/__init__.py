@@ -18,6 +18,7 @@ from types import ModuleType
 import torch
 from clbench.kernels import torch_ops
 from clbench.kernels.common import MAX_K, ClassStats
+from clbench.kernels.torch_ops import row_norms
 
 __all__ = [
     "MAX_K",
@@ -28,6 +29,7 @@ __all__ = [
     "knn_search",
     "prototype_predict",
     "prototype_scores",
+    "row_norms",
 ]
 
 
@@ -98,10 +100,12 @@ def knn_search(
     k: int = 10,
     metric: str = "cosine",
     chunk: int | None = None,
+    bank_norms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores, indices) of the min(k, bank size) nearest bank rows, best first.
-    Streams the bank: memory does not grow with the bank size."""
-    return _ops(queries).knn_search(queries, bank, k, metric, chunk)
+    Streams the bank: memory does not grow with the bank size. ``bank_norms``
+    (``row_norms(bank)``, kept with a bank searched many times) saves a pass."""
+    return _ops(queries).knn_search(queries, bank, k, metric, chunk, bank_norms)
 
 
 def knn_scores(
@@ -113,9 +117,10 @@ def knn_scores(
     metric: str = "cosine",
     vote: str = "majority",
     chunk: int | None = None,
+    bank_norms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(n, num_classes) votes of the k nearest bank entries (``majority`` or
     ``distance``-weighted); equal votes go to the nearest neighbour's class."""
     return _ops(queries).knn_scores(
-        queries, bank, bank_labels, num_classes, k, metric, vote, chunk
+        queries, bank, bank_labels, num_classes, k, metric, vote, chunk, bank_norms
     )

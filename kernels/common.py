@@ -123,8 +123,19 @@ def check_prototype_inputs(
         raise ConfigError(f"bias must have one entry per prototype ({prototypes.shape[0]}), got {tuple(bias.shape)}")
 
 
-def check_knn_inputs(queries: torch.Tensor, bank: torch.Tensor, k: int, metric: str) -> int:
+def check_knn_inputs(
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    k: int,
+    metric: str,
+    bank_norms: torch.Tensor | None = None,
+) -> int:
     """Validates a kNN call; returns the number of neighbours actually found."""
+    if bank_norms is not None and bank_norms.shape != (bank.shape[0],):
+        raise ConfigError(
+            f"bank_norms must have one entry per bank row ({bank.shape[0]}), got {tuple(bank_norms.shape)}",
+            "pass clbench.kernels.row_norms(bank)",
+        )
     check_features(queries, "queries")
     check_features(bank, "bank")
     check_same_dims(queries, bank, "queries and bank")

@@ -222,6 +222,7 @@ def knn_search(
     k: int = 10,
     metric: str = "cosine",
     chunk: int | None = None,
+    bank_norms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The min(k, bank size) nearest bank rows of each query: (scores, indices), best first.
 
@@ -229,12 +230,15 @@ def knn_search(
     The bank is scanned in blocks of ``chunk`` rows (default: sized so that a
     score block is ~16 MiB); each block's top-k is merged into a running top-k,
     so memory is O(queries x (k + chunk)) whatever the bank size.
+    ``bank_norms`` (``row_norms(bank)``, kept with a bank that is searched many
+    times) saves the second pass over the bank that the norms otherwise cost.
     """
-    k = check_knn_inputs(queries, bank, k, metric)
+    k = check_knn_inputs(queries, bank, k, metric, bank_norms)
     values, indices = [], []
     for start in range(0, queries.shape[0], QUERY_BLOCK_ROWS):
         q = fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, metric == "cosine")
-        v, i = _knn_query_block(q, bank, k, metric, knn_block_cols(q.shape[0], chunk))
+        cols = knn_block_cols(q.shape[0], chunk)
+        v, i = _knn_query_block(q, bank, k, metric, cols, bank_norms)
         values.append(v)
         indices.append(i)
     if not values:
@@ -243,8 +247,22 @@ def knn_search(
     return torch.cat(values), torch.cat(indices)
 
 
+def row_norms(x: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each row, fp32, one block at a time (no full fp32 copy of half inputs)."""
+    out = torch.empty(x.shape[0], device=x.device)
+    for start in range(0, x.shape[0], STATS_BLOCK_ROWS):
+        rows = fp32_rows(x, start, start + STATS_BLOCK_ROWS, False)
+        torch.linalg.vector_norm(rows, dim=1, out=out[start : start + rows.shape[0]])
+    return out
+
+
 def _knn_query_block(
-    q: torch.Tensor, bank: torch.Tensor, k: int, metric: str, cols: int
+    q: torch.Tensor,
+    bank: torch.Tensor,
+    k: int,
+    metric: str,
+    cols: int,
+    bank_norms: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     n = q.shape[0]
     best = torch.full((n, k), float("-inf"), device=q.device)
@@ -253,11 +271,15 @@ def _knn_query_block(
     for start in range(0, bank.shape[0], cols):
         b = bank[start : start + cols].to(q.device, torch.float32)
         block = scores[:, : b.shape[0]]
+        if bank_norms is None:
+            norms = torch.linalg.vector_norm(b, dim=1)
+        else:
+            norms = bank_norms[start : start + b.shape[0]].to(q.device, torch.float32)
         if metric == "cosine":
             torch.mm(q, b.T, out=block)
-            block.div_(torch.linalg.vector_norm(b, dim=1).clamp_min_(NORM_EPS)[None, :])
+            block.div_(norms.clamp_min(NORM_EPS)[None, :])
         else:  # 2 q.b - |b|^2 ranks like -|q - b|^2; |q|^2 is added once at the end
-            torch.addmm(b.pow(2).sum(1).neg_(), q, b.T, alpha=2.0, out=block)
+            torch.addmm(norms.square().neg_(), q, b.T, alpha=2.0, out=block)
         top, pos = block.topk(min(k, b.shape[0]), dim=1)
         merged, which = torch.cat([best, top], 1).topk(k, dim=1)
         candidates = torch.cat([best_idx, pos + start], 1)
@@ -276,6 +298,7 @@ def knn_scores(
     metric: str = "cosine",
     vote: str = "majority",
     chunk: int | None = None,
+    bank_norms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Class votes (n, num_classes) from the k nearest bank entries of each query.
 
@@ -286,5 +309,5 @@ def knn_scores(
     if vote not in VOTES:
         raise ConfigError(f"unknown vote {vote!r}", f"use one of {', '.join(VOTES)}")
     labels = check_labels(bank_labels, bank.shape[0], num_classes, "bank")
-    values, indices = knn_search(queries, bank, k, metric, chunk)
+    values, indices = knn_search(queries, bank, k, metric, chunk, bank_norms)
     return class_votes(values, indices, labels, num_classes, metric, vote)

@@ -25,7 +25,6 @@ import triton
 import triton.language as tl
 from clbench.kernels import torch_ops
 from clbench.kernels.common import (
-    NORM_EPS,
     VOTES,
     ClassStats,
     check_knn_inputs,
@@ -316,9 +315,11 @@ def knn_search(
     k: int = 10,
     metric: str = "cosine",
     chunk: int | None = None,
+    bank_norms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``chunk`` is accepted for the shared signature; tiles are fixed per device here."""
-    k = check_knn_inputs(queries, bank, k, metric)
+    """``chunk`` and ``bank_norms`` are accepted for the shared signature but not
+    needed: tiles are fixed per device and norms are summed in the same load."""
+    k = check_knn_inputs(queries, bank, k, metric, bank_norms)
     bank = bank.to(queries.device)
     n, m = queries.shape[0], bank.shape[0]
     tile = dict(_tiles(queries.device))
@@ -347,12 +348,13 @@ def knn_scores(
     metric: str = "cosine",
     vote: str = "majority",
     chunk: int | None = None,
+    bank_norms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     if vote not in VOTES:
         raise ConfigError(f"unknown vote {vote!r}", f"use one of {', '.join(VOTES)}")
     labels = check_labels(bank_labels.to(queries.device), bank.shape[0], num_classes, "bank")
-    values, indices = knn_search(queries, bank, k, metric, chunk)
+    values, indices = knn_search(queries, bank, k, metric, chunk, bank_norms)
     return class_votes(values, indices, labels, num_classes, metric, vote)
 
 
-__all__ = ["NORM_EPS", "class_stats", "knn_scores", "knn_search", "prototype_predict", "prototype_scores"]
+__all__ = ["class_stats", "knn_scores", "knn_search", "prototype_predict", "prototype_scores"]

@@ -9,9 +9,9 @@ scenario costs no pass over the images.
 from __future__ import annotations
 
 import torch
+from clbench.kernels import ClassStats, class_stats, knn_scores, prototype_scores, row_norms
 
 from clbench.data import Samples
-from clbench.kernels import ClassStats, class_stats, knn_scores, prototype_scores
 from clbench.learner import Learner
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
@@ -80,14 +80,18 @@ class KNN(FeatureLearner):
         self.vote = vote
         self.bank: torch.Tensor | None = None
         self.bank_labels: torch.Tensor | None = None
+        # Norms are computed once per absorbed row, not once per predict call.
+        self.bank_norms: torch.Tensor | None = None
         self.num_classes = 0
 
     def absorb(self, features: torch.Tensor, labels: torch.Tensor, seen_classes: int) -> None:
+        norms = row_norms(features)
         self.bank = features if self.bank is None else torch.cat([self.bank, features])
         self.bank_labels = labels if self.bank_labels is None else torch.cat([self.bank_labels, labels])
+        self.bank_norms = norms if self.bank_norms is None else torch.cat([self.bank_norms, norms])
         self.num_classes = seen_classes
 
     def score(self, features: torch.Tensor) -> torch.Tensor:
         assert self.bank is not None, "predict() called before learn()"
         return knn_scores(features, self.bank, self.bank_labels, self.num_classes,
-                          k=self.k, metric=self.metric, vote=self.vote)
+                          k=self.k, metric=self.metric, vote=self.vote, bank_norms=self.bank_norms)

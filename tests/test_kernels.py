@@ -203,6 +203,20 @@ def test_knn_half_precision_and_non_contiguous():
     close(values, ref_values, 1e-5)
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_knn_with_precomputed_bank_norms(metric):
+    q, bank = features(6, seed=21), features(90, seed=22)
+    bank[5] = 0  # a zero row: cosine 0, not NaN
+    norms = kernels.row_norms(bank.half())
+    close(norms, bank.half().float().norm(dim=1), 1e-6)
+    values, indices = kernels.knn_search(q, bank, 4, metric, chunk=32, bank_norms=kernels.row_norms(bank))
+    ref_values, ref_indices = ref_neighbours(q, bank, 4, metric)
+    assert torch.equal(indices, ref_indices)
+    close(values, ref_values, 1e-5)
+    with pytest.raises(ConfigError, match="bank_norms"):
+        kernels.knn_search(q, bank, 4, metric, bank_norms=norms[:5])
+
+
 def test_knn_query_blocks(monkeypatch):
     monkeypatch.setattr(torch_ops, "QUERY_BLOCK_ROWS", 4)
     q, bank = features(11, seed=19), features(100, seed=20)
