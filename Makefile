@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV = $(shell bash scripts/ensure_env.sh)
 
-.PHONY: run test lint bench
+.PHONY: run test lint bench bench-kernels
 
 run:            ## fetch the offline assets, then SimpleCIL on emoji-cil
 	@venv=$(VENV) && $$venv/bin/clbench setup && $$venv/bin/clbench run $(ARGS)
@@ -16,3 +16,6 @@ lint:
 
 bench:          ## cold vs warm vs reference-way feature extraction timings
 	@venv=$(VENV) && $$venv/bin/python benchmarks/feature_cache.py
+
+bench-kernels:  ## clbench.kernels vs plain torch vs faiss-cpu (add ARGS=--quick for small sizes)
+	@venv=$(VENV) && $$venv/bin/python benchmarks/kernels.py $(ARGS)

@@ -272,3 +272,21 @@ def test_kernels_import_and_run_without_triton():
         "assert sys.modules['triton'] is None\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_frozen_methods_call_the_kernels_across_tasks():
+    """The spine's kNN and prototype learners give the kernels' answers after two tasks."""
+    from clbench.methods.frozen import KNN, SimpleCIL
+
+    x, y = features(60, seed=23), labels(60, 4, seed=24)
+    knn, simple = KNN(k=5, metric="euclidean", vote="distance"), SimpleCIL()
+    for learner in (knn, simple):
+        learner.absorb(x[:30], y[:30].clamp_max(1), 2)
+        learner.absorb(x[30:], y[30:], 4)
+    y_all = torch.cat([y[:30].clamp_max(1), y[30:]])
+    q = features(7, seed=25)
+    expected = kernels.knn_scores(q, x, y_all, 4, k=5, metric="euclidean", vote="distance")
+    close(knn.score(q), expected, 1e-6)
+    close(knn.bank_norms, x.norm(dim=1), 1e-6)
+    means = kernels.class_stats(x, y_all, 4).means.float()
+    close(simple.score(q), kernels.prototype_scores(q, means, "cosine"), 1e-6)
