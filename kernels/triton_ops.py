@@ -69,13 +69,14 @@ def _class_sums_kernel(x_ptr, y_ptr, shift_ptr, sums_ptr, inv_ptr, n, d, sxn, sx
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
     labels = tl.load(y_ptr + rows, mask=row_ok, other=0)
+    rows64 = rows.to(tl.int64)  # row offsets pass 2**31 elements on large inputs
     inv = tl.full([BLOCK_N], 1.0, tl.float32)
     if NORMALIZE:
         squares = tl.zeros([BLOCK_N], tl.float32)
         for d0 in range(0, d, BLOCK_D):
             cols = d0 + tl.arange(0, BLOCK_D)
             mask = row_ok[:, None] & (cols < d)[None, :]
-            v = tl.load(x_ptr + rows[:, None] * sxn + cols[None, :] * sxd, mask=mask, other=0.0)
+            v = tl.load(x_ptr + rows64[:, None] * sxn + cols[None, :] * sxd, mask=mask, other=0.0)
             v = v.to(tl.float32)
             squares += tl.sum(v * v, axis=1)
         inv = 1.0 / tl.maximum(tl.sqrt(squares), 1e-12)
@@ -84,7 +85,7 @@ def _class_sums_kernel(x_ptr, y_ptr, shift_ptr, sums_ptr, inv_ptr, n, d, sxn, sx
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     col_ok = cols < d
     mask = row_ok[:, None] & col_ok[None, :]
-    v = tl.load(x_ptr + rows[:, None] * sxn + cols[None, :] * sxd, mask=mask, other=0.0)
+    v = tl.load(x_ptr + rows64[:, None] * sxn + cols[None, :] * sxd, mask=mask, other=0.0)
     shift = tl.load(shift_ptr + cols, mask=col_ok, other=0.0)
     v = v.to(tl.float32) * inv[:, None] - shift[None, :]
     tl.atomic_add(sums_ptr + labels[:, None] * d + cols[None, :], v, mask=mask)
@@ -107,8 +108,9 @@ def _gram_kernel(x_ptr, inv_ptr, shift_ptr, out_ptr, n, d, sxn, sxd,
             inv = tl.load(inv_ptr + rows, mask=row_ok, other=0.0)
             mask_i = row_ok[:, None] & (ci < d)[None, :]
             mask_j = row_ok[:, None] & (cj < d)[None, :]
-            a = tl.load(x_ptr + rows[:, None] * sxn + ci[None, :] * sxd, mask=mask_i, other=0.0)
-            b = tl.load(x_ptr + rows[:, None] * sxn + cj[None, :] * sxd, mask=mask_j, other=0.0)
+            rows64 = rows.to(tl.int64)
+            a = tl.load(x_ptr + rows64[:, None] * sxn + ci[None, :] * sxd, mask=mask_i, other=0.0)
+            b = tl.load(x_ptr + rows64[:, None] * sxn + cj[None, :] * sxd, mask=mask_j, other=0.0)
             a = tl.where(mask_i, a.to(tl.float32) * inv[:, None] - shift_i[None, :], 0.0)
             b = tl.where(mask_j, b.to(tl.float32) * inv[:, None] - shift_j[None, :], 0.0)
             acc = tl.dot(tl.trans(a), b, acc, input_precision="ieee")
@@ -170,11 +172,13 @@ def _score_tile(q_ptr, p_ptr, bias_ptr, rows, cols, n, c, d, sqn, sqd, spn, spd,
     acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     q_sq = tl.zeros([BLOCK_M], tl.float32)
     p_sq = tl.zeros([BLOCK_N], tl.float32)
+    rows64 = rows.to(tl.int64)  # a 1M x 768 bank already passes 2**29 elements
+    cols64 = cols.to(tl.int64)
     for k0 in range(0, d, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
-        a = tl.load(q_ptr + rows[:, None] * sqn + ks[None, :] * sqd,
+        a = tl.load(q_ptr + rows64[:, None] * sqn + ks[None, :] * sqd,
                     mask=(rows < n)[:, None] & (ks < d)[None, :], other=0.0)
-        b = tl.load(p_ptr + cols[:, None] * spn + ks[None, :] * spd,
+        b = tl.load(p_ptr + cols64[:, None] * spn + ks[None, :] * spd,
                     mask=(cols < c)[:, None] & (ks < d)[None, :], other=0.0)
         a32 = a.to(tl.float32)
         b32 = b.to(tl.float32)
@@ -204,7 +208,7 @@ def _scores_kernel(q_ptr, p_ptr, bias_ptr, out_ptr, n, c, d, sqn, sqd, spn, spd,
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     s = _score_tile(q_ptr, p_ptr, bias_ptr, rows, cols, n, c, d, sqn, sqd, spn, spd,
                     METRIC, NATIVE, BLOCK_M, BLOCK_N, BLOCK_K)
-    tl.store(out_ptr + rows[:, None] * son + cols[None, :], s,
+    tl.store(out_ptr + rows.to(tl.int64)[:, None] * son + cols[None, :], s,
              mask=(rows < n)[:, None] & (cols < c)[None, :])
 
 
@@ -293,7 +297,7 @@ def _knn_kernel(q_ptr, b_ptr, keys_ptr, n, m, d, sqn, sqd, sbn, sbd, splits,
         keys = (ordered.to(tl.int64) << 32) | (0x7FFFFFFF - cols).to(tl.int64)[None, :]
         top = tl.topk(keys, K, dim=1)
         best = tl.topk(tl.reshape(tl.join(best, top), [BLOCK_M, 2 * K]), K, dim=1)
-    out = keys_ptr + (rows[:, None] * splits + split) * K + tl.arange(0, K)[None, :]
+    out = keys_ptr + (rows.to(tl.int64)[:, None] * splits + split) * K + tl.arange(0, K)[None, :]
     tl.store(out, best, mask=(rows < n)[:, None])
 
 
