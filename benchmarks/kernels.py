@@ -95,17 +95,27 @@ def faiss_search(index, q, metric):
 
 def bench_sums(sizes, repeats):
     print(f"\n## Per-class counts and sums, {CLASSES} classes x {DIMS} dims, fp32\n")
-    print("| rows | clbench s | index_add s | one-hot matmul s | index_add / clbench | one-hot / clbench |")
+    print(
+        "| rows | clbench s | index_add s | one-hot matmul s | index_add / clbench | one-hot / clbench |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for rows in sizes:
         x, y = make_rows(rows, 0), make_labels(rows)
         r = 1 if rows >= 1_000_000 else repeats
-        t = race({"ours": lambda x=x, y=y: kernels.class_stats(x, y, CLASSES),
-                  "index_add": lambda x=x, y=y: plain_stats_index_add(x, y, False),
-                  "one_hot": lambda x=x, y=y: plain_stats_one_hot(x, y, False)}, r)
+        t = race(
+            {
+                "ours": lambda x=x, y=y: kernels.class_stats(x, y, CLASSES),
+                "index_add": lambda x=x, y=y: plain_stats_index_add(x, y, False),
+                "one_hot": lambda x=x, y=y: plain_stats_one_hot(x, y, False),
+            },
+            r,
+        )
         ours, index_add, one_hot = t["ours"], t["index_add"], t["one_hot"]
-        print(f"| {rows:,} | {ours:.3f} | {index_add:.3f} | {one_hot:.3f} | "
-              f"{index_add / ours:.2f} | {one_hot / ours:.2f} |", flush=True)
+        print(
+            f"| {rows:,} | {ours:.3f} | {index_add:.3f} | {one_hot:.3f} | "
+            f"{index_add / ours:.2f} | {one_hot / ours:.2f} |",
+            flush=True,
+        )
         del x, y
 
 
@@ -117,15 +127,26 @@ def scatter_error(counts, sums, outer, exact) -> float:
 
 
 def bench_lda_stats(sizes, repeats):
-    print(f"\n## Counts, sums and pooled sum of x x^T (the LDA statistics), {CLASSES} classes x {DIMS} dims\n")
-    print("Error: max error of the within-class scatter against float64, relative to its largest entry.\n")
-    print("| rows | clbench s | index_add + x.T @ x (fp32) s | plain / clbench | clbench error | plain fp32 error |")
+    print(
+        f"\n## Counts, sums and pooled sum of x x^T (the LDA statistics), {CLASSES} classes x {DIMS} dims\n"
+    )
+    print(
+        "Error: max error of the within-class scatter against float64, relative to its largest entry.\n"
+    )
+    print(
+        "| rows | clbench s | index_add + x.T @ x (fp32) s | plain / clbench | clbench error | plain fp32 error |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for rows in sizes:
         x, y = make_rows(rows, 0), make_labels(rows)
         r = 1 if rows >= 1_000_000 else repeats
-        t = race({"ours": lambda x=x, y=y: kernels.class_stats(x, y, CLASSES, outer=True),
-                  "plain": lambda x=x, y=y: plain_stats_index_add(x, y, True)}, r)
+        t = race(
+            {
+                "ours": lambda x=x, y=y: kernels.class_stats(x, y, CLASSES, outer=True),
+                "plain": lambda x=x, y=y: plain_stats_index_add(x, y, True),
+            },
+            r,
+        )
         ours, plain = t["ours"], t["plain"]
         errors = ["-", "-"]
         if rows <= 100_000:
@@ -135,18 +156,24 @@ def bench_lda_stats(sizes, repeats):
             exact = x64.T @ x64 - (sums64.T / counts.clamp_min(1)) @ sums64
             del x64
             st = kernels.class_stats(x, y, CLASSES, outer=True)
-            errors = [f"{scatter_error(st.counts, st.sums, st.outer, exact):.1e}",
-                      f"{scatter_error(*plain_stats_index_add(x, y, True), exact):.1e}"]
-        print(f"| {rows:,} | {ours:.3f} | {plain:.3f} | {plain / ours:.2f} | {errors[0]} | {errors[1]} |",
-              flush=True)
+            errors = [
+                f"{scatter_error(st.counts, st.sums, st.outer, exact):.1e}",
+                f"{scatter_error(*plain_stats_index_add(x, y, True), exact):.1e}",
+            ]
+        print(
+            f"| {rows:,} | {ours:.3f} | {plain:.3f} | {plain / ours:.2f} | {errors[0]} | {errors[1]} |",
+            flush=True,
+        )
         del x, y
 
 
 def bench_knn(sizes, repeats, queries, metric, with_faiss):
     print(f"\n## kNN, {queries} queries, k={K}, {metric}, bank x {DIMS} dims, fp32\n")
     print("clbench+norms: the same call given row_norms(bank), computed once like faiss's index.\n")
-    print("| bank | clbench s | clbench+norms s | plain torch s | faiss search s | faiss index build s "
-          "| plain / clbench | faiss search / clbench | faiss search / clbench+norms | agree |")
+    print(
+        "| bank | clbench s | clbench+norms s | plain torch s | faiss search s | faiss index build s "
+        "| plain / clbench | faiss search / clbench | faiss search / clbench+norms | agree |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for rows in sizes:
         bank = make_rows(rows, 2)
@@ -154,10 +181,13 @@ def bench_knn(sizes, repeats, queries, metric, with_faiss):
         r = 1 if rows >= 1_000_000 else repeats
         found = kernels.knn_search(q, bank, K, metric)
         norms = kernels.row_norms(bank)
-        ways = {"ours": lambda q=q, bank=bank: kernels.knn_search(q, bank, K, metric),
-                "normed": lambda q=q, bank=bank, norms=norms: kernels.knn_search(
-                    q, bank, K, metric, bank_norms=norms),
-                "plain": lambda q=q, bank=bank: plain_knn(q, bank, metric)}
+        ways = {
+            "ours": lambda q=q, bank=bank: kernels.knn_search(q, bank, K, metric),
+            "normed": lambda q=q, bank=bank, norms=norms: kernels.knn_search(
+                q, bank, K, metric, bank_norms=norms
+            ),
+            "plain": lambda q=q, bank=bank: plain_knn(q, bank, metric),
+        }
         build_s, agree = float("nan"), "-"
         if with_faiss:
             start = time.perf_counter()
@@ -170,8 +200,11 @@ def bench_knn(sizes, repeats, queries, metric, with_faiss):
         ours, normed, plain = t["ours"], t["normed"], t["plain"]
         faiss_s = t.get("faiss", float("nan"))
         ways.clear()  # frees the faiss index before the next, larger bank
-        print(f"| {rows:,} | {ours:.3f} | {normed:.3f} | {plain:.3f} | {faiss_s:.3f} | {build_s:.3f} | "
-              f"{plain / ours:.2f} | {faiss_s / ours:.2f} | {faiss_s / normed:.2f} | {agree} |", flush=True)
+        print(
+            f"| {rows:,} | {ours:.3f} | {normed:.3f} | {plain:.3f} | {faiss_s:.3f} | {build_s:.3f} | "
+            f"{plain / ours:.2f} | {faiss_s / ours:.2f} | {faiss_s / normed:.2f} | {agree} |",
+            flush=True,
+        )
         del bank
 
 
@@ -199,7 +232,9 @@ def memory_child(way: str, rows: int, queries: int) -> None:
 def measure_memory(way: str, rows: int, queries: int) -> float:
     out = subprocess.run(
         [sys.executable, __file__, "--memory-child", way, str(rows), str(queries)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])["extra_mb"]
 
@@ -207,15 +242,21 @@ def measure_memory(way: str, rows: int, queries: int) -> float:
 def bench_memory(sizes, queries):
     print(f"\n## kNN peak memory above the inputs, {queries} queries, k={K} (MB)\n")
     bank_mb = {rows: rows * DIMS * 4 / 2**20 for rows in sizes}
-    print("| bank | bank itself MB | clbench streaming MB | matmul + topk (cosine) MB | cdist + topk MB |")
+    print(
+        "| bank | bank itself MB | clbench streaming MB | matmul + topk (cosine) MB | cdist + topk MB |"
+    )
     print("|---:|---:|---:|---:|---:|")
     for rows in sizes:
-        cells = [f"{measure_memory(way, rows, queries):.0f}" for way in ("clbench", "plain", "cdist")]
+        cells = [
+            f"{measure_memory(way, rows, queries):.0f}" for way in ("clbench", "plain", "cdist")
+        ]
         print(f"| {rows:,} | {bank_mb[rows]:.0f} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes (10k, 50k rows)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-faiss", action="store_true", help="skip faiss-cpu")
@@ -227,8 +268,10 @@ def main() -> None:
         memory_child(way, int(rows), int(queries))
         return
     sizes = [10_000, 50_000] if args.quick else [10_000, 100_000, 1_000_000]
-    print(f"# clbench.kernels benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"CUDA {'available' if torch.cuda.is_available() else 'not available (CPU only)'}")
+    print(
+        f"# clbench.kernels benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"CUDA {'available' if torch.cuda.is_available() else 'not available (CPU only)'}"
+    )
     if args.only in (None, "memory"):
         bench_memory(sizes, QUERIES)
     if args.only in (None, "stats"):

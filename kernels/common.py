@@ -89,7 +89,9 @@ def check_same_dims(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
 def check_labels(labels: torch.Tensor, rows: int, num_classes: int, what: str) -> torch.Tensor:
     """Labels as int64 on their device, with a clear error when out of range."""
     if labels.dim() != 1 or labels.shape[0] != rows:
-        raise ConfigError(f"{what} labels must be a 1-D tensor of {rows} entries, got {tuple(labels.shape)}")
+        raise ConfigError(
+            f"{what} labels must be a 1-D tensor of {rows} entries, got {tuple(labels.shape)}"
+        )
     labels = labels.long()
     if rows and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ConfigError(
@@ -118,9 +120,13 @@ def check_prototype_inputs(
     check_features(prototypes, "prototypes")
     check_same_dims(queries, prototypes, "queries and prototypes")
     if metric not in PROTOTYPE_METRICS:
-        raise ConfigError(f"unknown metric {metric!r}", f"use one of {', '.join(PROTOTYPE_METRICS)}")
+        raise ConfigError(
+            f"unknown metric {metric!r}", f"use one of {', '.join(PROTOTYPE_METRICS)}"
+        )
     if bias is not None and bias.shape != (prototypes.shape[0],):
-        raise ConfigError(f"bias must have one entry per prototype ({prototypes.shape[0]}), got {tuple(bias.shape)}")
+        raise ConfigError(
+            f"bias must have one entry per prototype ({prototypes.shape[0]}), got {tuple(bias.shape)}"
+        )
 
 
 def check_knn_inputs(
@@ -144,7 +150,9 @@ def check_knn_inputs(
     if not 1 <= k <= MAX_K:
         raise ConfigError(f"k={k} is out of range", f"use 1 <= k <= {MAX_K}")
     if bank.shape[0] == 0:
-        raise ConfigError("the kNN memory bank is empty", "learn at least one task before predicting")
+        raise ConfigError(
+            "the kNN memory bank is empty", "learn at least one task before predicting"
+        )
     return min(k, bank.shape[0])
 
 

@@ -64,8 +64,20 @@ def _native_dot(*tensors: torch.Tensor) -> bool:
 
 
 @triton.jit
-def _class_sums_kernel(x_ptr, y_ptr, shift_ptr, sums_ptr, inv_ptr, n, d, sxn, sxd,
-                       NORMALIZE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _class_sums_kernel(
+    x_ptr,
+    y_ptr,
+    shift_ptr,
+    sums_ptr,
+    inv_ptr,
+    n,
+    d,
+    sxn,
+    sxd,
+    NORMALIZE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
     labels = tl.load(y_ptr + rows, mask=row_ok, other=0)
@@ -92,8 +104,9 @@ def _class_sums_kernel(x_ptr, y_ptr, shift_ptr, sums_ptr, inv_ptr, n, d, sxn, sx
 
 
 @triton.jit
-def _gram_kernel(x_ptr, inv_ptr, shift_ptr, out_ptr, n, d, sxn, sxd,
-                 BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr):
+def _gram_kernel(
+    x_ptr, inv_ptr, shift_ptr, out_ptr, n, d, sxn, sxd, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr
+):
     """out[i-tile, j-tile] = sum over rows of c_i c_j, c = x * inv - shift; j >= i only."""
     ti, tj = tl.program_id(0), tl.program_id(1)
     if tj >= ti:
@@ -143,8 +156,20 @@ def class_stats(
         partial = torch.zeros(num_classes, dims, device=dev)
         inv = torch.empty(n, device=dev)
         grid = (triton.cdiv(n, tile["BLOCK_M"]), triton.cdiv(dims, tile["BLOCK_N"]))
-        _class_sums_kernel[grid](x, y, shift, partial, inv, n, dims, x.stride(0), x.stride(1),
-                                 NORMALIZE=normalize, BLOCK_N=tile["BLOCK_M"], BLOCK_D=tile["BLOCK_N"])
+        _class_sums_kernel[grid](
+            x,
+            y,
+            shift,
+            partial,
+            inv,
+            n,
+            dims,
+            x.stride(0),
+            x.stride(1),
+            NORMALIZE=normalize,
+            BLOCK_N=tile["BLOCK_M"],
+            BLOCK_D=tile["BLOCK_N"],
+        )
         sums += partial
         if scatter is None:
             continue
@@ -152,8 +177,18 @@ def class_stats(
         sums.addr_(torch.bincount(y, minlength=num_classes).double(), shift64)
         gram = torch.zeros(dims, dims, device=dev)
         grid = (triton.cdiv(dims, tile["BLOCK_N"]),) * 2
-        _gram_kernel[grid](x, inv, shift, gram, n, dims, x.stride(0), x.stride(1),
-                           BLOCK_D=tile["BLOCK_N"], BLOCK_R=tile["BLOCK_K"])
+        _gram_kernel[grid](
+            x,
+            inv,
+            shift,
+            gram,
+            n,
+            dims,
+            x.stride(0),
+            x.stride(1),
+            BLOCK_D=tile["BLOCK_N"],
+            BLOCK_R=tile["BLOCK_K"],
+        )
         scatter += gram.triu() + gram.triu(1).T
         drift = partial.sum(0, dtype=torch.float64)
         scatter.addr_(shift64, drift).addr_(drift, shift64).addr_(shift64, shift64, alpha=n)
@@ -165,9 +200,25 @@ def class_stats(
 
 
 @triton.jit
-def _score_tile(q_ptr, p_ptr, bias_ptr, rows, cols, n, c, d, sqn, sqd, spn, spd,
-                METRIC: tl.constexpr, NATIVE: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _score_tile(
+    q_ptr,
+    p_ptr,
+    bias_ptr,
+    rows,
+    cols,
+    n,
+    c,
+    d,
+    sqn,
+    sqd,
+    spn,
+    spd,
+    METRIC: tl.constexpr,
+    NATIVE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     """Scores of query rows x prototype cols; invalid rows/cols hold garbage, mask them."""
     acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     q_sq = tl.zeros([BLOCK_M], tl.float32)
@@ -176,10 +227,16 @@ def _score_tile(q_ptr, p_ptr, bias_ptr, rows, cols, n, c, d, sqn, sqd, spn, spd,
     cols64 = cols.to(tl.int64)
     for k0 in range(0, d, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
-        a = tl.load(q_ptr + rows64[:, None] * sqn + ks[None, :] * sqd,
-                    mask=(rows < n)[:, None] & (ks < d)[None, :], other=0.0)
-        b = tl.load(p_ptr + cols64[:, None] * spn + ks[None, :] * spd,
-                    mask=(cols < c)[:, None] & (ks < d)[None, :], other=0.0)
+        a = tl.load(
+            q_ptr + rows64[:, None] * sqn + ks[None, :] * sqd,
+            mask=(rows < n)[:, None] & (ks < d)[None, :],
+            other=0.0,
+        )
+        b = tl.load(
+            p_ptr + cols64[:, None] * spn + ks[None, :] * spd,
+            mask=(cols < c)[:, None] & (ks < d)[None, :],
+            other=0.0,
+        )
         a32 = a.to(tl.float32)
         b32 = b.to(tl.float32)
         if METRIC != 2:
@@ -201,28 +258,96 @@ def _score_tile(q_ptr, p_ptr, bias_ptr, rows, cols, n, c, d, sqn, sqd, spn, spd,
 
 
 @triton.jit
-def _scores_kernel(q_ptr, p_ptr, bias_ptr, out_ptr, n, c, d, sqn, sqd, spn, spd, son,
-                   METRIC: tl.constexpr, NATIVE: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _scores_kernel(
+    q_ptr,
+    p_ptr,
+    bias_ptr,
+    out_ptr,
+    n,
+    c,
+    d,
+    sqn,
+    sqd,
+    spn,
+    spd,
+    son,
+    METRIC: tl.constexpr,
+    NATIVE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    s = _score_tile(q_ptr, p_ptr, bias_ptr, rows, cols, n, c, d, sqn, sqd, spn, spd,
-                    METRIC, NATIVE, BLOCK_M, BLOCK_N, BLOCK_K)
-    tl.store(out_ptr + rows.to(tl.int64)[:, None] * son + cols[None, :], s,
-             mask=(rows < n)[:, None] & (cols < c)[None, :])
+    s = _score_tile(
+        q_ptr,
+        p_ptr,
+        bias_ptr,
+        rows,
+        cols,
+        n,
+        c,
+        d,
+        sqn,
+        sqd,
+        spn,
+        spd,
+        METRIC,
+        NATIVE,
+        BLOCK_M,
+        BLOCK_N,
+        BLOCK_K,
+    )
+    tl.store(
+        out_ptr + rows.to(tl.int64)[:, None] * son + cols[None, :],
+        s,
+        mask=(rows < n)[:, None] & (cols < c)[None, :],
+    )
 
 
 @triton.jit
-def _argmax_kernel(q_ptr, p_ptr, bias_ptr, out_ptr, n, c, d, sqn, sqd, spn, spd,
-                   METRIC: tl.constexpr, NATIVE: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _argmax_kernel(
+    q_ptr,
+    p_ptr,
+    bias_ptr,
+    out_ptr,
+    n,
+    c,
+    d,
+    sqn,
+    sqd,
+    spn,
+    spd,
+    METRIC: tl.constexpr,
+    NATIVE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     best = tl.full([BLOCK_M], float("-inf"), tl.float32)
     best_col = tl.zeros([BLOCK_M], tl.int64)
     for c0 in range(0, c, BLOCK_N):
         cols = c0 + tl.arange(0, BLOCK_N)
-        s = _score_tile(q_ptr, p_ptr, bias_ptr, rows, cols, n, c, d, sqn, sqd, spn, spd,
-                        METRIC, NATIVE, BLOCK_M, BLOCK_N, BLOCK_K)
+        s = _score_tile(
+            q_ptr,
+            p_ptr,
+            bias_ptr,
+            rows,
+            cols,
+            n,
+            c,
+            d,
+            sqn,
+            sqd,
+            spn,
+            spd,
+            METRIC,
+            NATIVE,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+        )
         s = tl.where((cols < c)[None, :], s, float("-inf"))
         tile_best = tl.max(s, axis=1)
         tile_col = c0 + tl.argmax(s, axis=1, tie_break_left=True).to(tl.int64)
@@ -235,7 +360,7 @@ def _argmax_kernel(q_ptr, p_ptr, bias_ptr, out_ptr, n, c, d, sqn, sqd, spn, spd,
 def _prototype_args(queries, prototypes, metric, bias):
     check_prototype_inputs(queries, prototypes, metric, bias)
     prototypes = prototypes.to(queries.device)
-    bias = (bias if bias is not None else torch.zeros(prototypes.shape[0]))
+    bias = bias if bias is not None else torch.zeros(prototypes.shape[0])
     bias = bias.to(queries.device, torch.float32).contiguous()
     return prototypes, bias
 
@@ -252,9 +377,21 @@ def prototype_scores(
     tile = _tiles(queries.device)
     grid = (triton.cdiv(n, tile["BLOCK_M"]), triton.cdiv(c, tile["BLOCK_N"]))
     if n:
-        _scores_kernel[grid](queries, prototypes, bias, out, n, c, queries.shape[1],
-                             *queries.stride(), *prototypes.stride(), out.stride(0),
-                             METRIC=METRIC_IDS[metric], NATIVE=_native_dot(queries, prototypes), **tile)
+        _scores_kernel[grid](
+            queries,
+            prototypes,
+            bias,
+            out,
+            n,
+            c,
+            queries.shape[1],
+            *queries.stride(),
+            *prototypes.stride(),
+            out.stride(0),
+            METRIC=METRIC_IDS[metric],
+            NATIVE=_native_dot(queries, prototypes),
+            **tile,
+        )
     return out
 
 
@@ -270,9 +407,19 @@ def prototype_predict(
     tile = _tiles(queries.device)
     if n:
         _argmax_kernel[(triton.cdiv(n, tile["BLOCK_M"]),)](
-            queries, prototypes, bias, out, n, c, queries.shape[1],
-            *queries.stride(), *prototypes.stride(),
-            METRIC=METRIC_IDS[metric], NATIVE=_native_dot(queries, prototypes), **tile)
+            queries,
+            prototypes,
+            bias,
+            out,
+            n,
+            c,
+            queries.shape[1],
+            *queries.stride(),
+            *prototypes.stride(),
+            METRIC=METRIC_IDS[metric],
+            NATIVE=_native_dot(queries, prototypes),
+            **tile,
+        )
     return out
 
 
@@ -280,16 +427,49 @@ def prototype_predict(
 
 
 @triton.jit
-def _knn_kernel(q_ptr, b_ptr, keys_ptr, n, m, d, sqn, sqd, sbn, sbd, splits,
-                METRIC: tl.constexpr, NATIVE: tl.constexpr, K: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _knn_kernel(
+    q_ptr,
+    b_ptr,
+    keys_ptr,
+    n,
+    m,
+    d,
+    sqn,
+    sqd,
+    sbn,
+    sbd,
+    splits,
+    METRIC: tl.constexpr,
+    NATIVE: tl.constexpr,
+    K: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     split = tl.program_id(1)
     best = tl.full([BLOCK_M, K], -9223372036854775807, tl.int64)
     for tile in range(split, tl.cdiv(m, BLOCK_N), splits):
         cols = tile * BLOCK_N + tl.arange(0, BLOCK_N)
-        s = _score_tile(q_ptr, b_ptr, q_ptr, rows, cols, n, m, d, sqn, sqd, sbn, sbd,
-                        METRIC, NATIVE, BLOCK_M, BLOCK_N, BLOCK_K)
+        s = _score_tile(
+            q_ptr,
+            b_ptr,
+            q_ptr,
+            rows,
+            cols,
+            n,
+            m,
+            d,
+            sqn,
+            sqd,
+            sbn,
+            sbd,
+            METRIC,
+            NATIVE,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+        )
         s = tl.where((cols < m)[None, :], s, float("-inf"))
         # order-preserving int32 image of the float, then the index, lower index first
         bits = s.to(tl.int32, bitcast=True)
@@ -309,7 +489,11 @@ def _unpack(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _splits(device: torch.device, query_blocks: int, bank_tiles: int) -> int:
     """Bank slices per query block: enough programs to fill the GPU, no more."""
-    programs = 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+    programs = (
+        4 * torch.cuda.get_device_properties(device).multi_processor_count
+        if device.type == "cuda"
+        else 4
+    )
     return max(1, min(bank_tiles, programs // max(query_blocks, 1)))
 
 
@@ -334,8 +518,20 @@ def knn_search(
     keys = torch.empty(n, splits, k_slots, dtype=torch.long, device=queries.device)
     if n:
         _knn_kernel[(query_blocks, splits)](
-            queries, bank, keys, n, m, queries.shape[1], *queries.stride(), *bank.stride(), splits,
-            METRIC=METRIC_IDS[metric], NATIVE=_native_dot(queries, bank), K=k_slots, **tile)
+            queries,
+            bank,
+            keys,
+            n,
+            m,
+            queries.shape[1],
+            *queries.stride(),
+            *bank.stride(),
+            splits,
+            METRIC=METRIC_IDS[metric],
+            NATIVE=_native_dot(queries, bank),
+            K=k_slots,
+            **tile,
+        )
     best = keys.view(n, splits * k_slots).topk(k, dim=1).values
     values, indices = _unpack(best)
     if metric == "euclidean":

@@ -15,7 +15,10 @@ def ref_class_stats(features, labels, num_classes, normalize=False):
         mask = labels == c
         counts[c] = mask.sum()
         sums[c] = x[mask].sum(0)
-    outer = sum((row[:, None] * row[None, :] for row in x), torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64))
+    outer = sum(
+        (row[:, None] * row[None, :] for row in x),
+        torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64),
+    )
     return counts, sums, outer
 
 
@@ -31,7 +34,7 @@ def ref_scores(queries, prototypes, metric, bias=None):
             p / p.norm(dim=1, keepdim=True).clamp_min(1e-12)
         ).T
     if metric == "euclidean":
-        return -torch.cdist(q, p) ** 2
+        return -(torch.cdist(q, p) ** 2)
     scores = q @ p.T
     return scores if bias is None else scores + bias.double()
 
@@ -39,7 +42,9 @@ def ref_scores(queries, prototypes, metric, bias=None):
 def ref_neighbours(queries, bank, k, metric):
     """All query x bank scores, then a stable sort: ties go to the lower bank index."""
     scores = ref_scores(queries, bank, metric)
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, : min(k, bank.shape[0])]
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[
+        :, : min(k, bank.shape[0])
+    ]
     return scores.gather(1, order), order
 
 

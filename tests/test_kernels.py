@@ -127,7 +127,11 @@ def test_prototype_scores_match_reference(metric, monkeypatch):
 def test_prototype_scores_half_and_strided(dtype):
     q = features(30, 48, seed=4).to(dtype)[::3, ::2]  # (10, 24), non-contiguous
     p = features(5, 24, seed=5).to(dtype)
-    close(kernels.prototype_scores(q, p, "euclidean"), ref_scores(q.float(), p.float(), "euclidean"), 1e-5)
+    close(
+        kernels.prototype_scores(q, p, "euclidean"),
+        ref_scores(q.float(), p.float(), "euclidean"),
+        1e-5,
+    )
 
 
 def test_prototype_one_query_and_bad_input():
@@ -209,7 +213,9 @@ def test_knn_with_precomputed_bank_norms(metric):
     bank[5] = 0  # a zero row: cosine 0, not NaN
     norms = kernels.row_norms(bank.half())
     close(norms, bank.half().float().norm(dim=1), 1e-6)
-    values, indices = kernels.knn_search(q, bank, 4, metric, chunk=32, bank_norms=kernels.row_norms(bank))
+    values, indices = kernels.knn_search(
+        q, bank, 4, metric, chunk=32, bank_norms=kernels.row_norms(bank)
+    )
     ref_values, ref_indices = ref_neighbours(q, bank, 4, metric)
     assert torch.equal(indices, ref_indices)
     close(values, ref_values, 1e-5)
