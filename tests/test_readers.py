@@ -4,6 +4,8 @@ each downloader end to end (``clbench fetch``) against a local HTTP server."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import pickle
 import shutil
 import zipfile
 from pathlib import Path
@@ -21,7 +23,12 @@ from clbench.scenarios.readers.core50 import read_core50
 from clbench.scenarios.readers.cub import read_cub200
 from clbench.scenarios.readers.domainnet import DOMAINS, read_domainnet
 from clbench.scenarios.readers.fashion_mnist import DEBIAN_FOLDER, read_fashion_mnist, read_idx
-from clbench.scenarios.readers.imagefolders import read_imagenet_a, read_imagenet_r, read_objectnet, read_vtab
+from clbench.scenarios.readers.imagefolders import (
+    read_imagenet_a,
+    read_imagenet_r,
+    read_objectnet,
+    read_vtab,
+)
 from clbench.scenarios.readers.miniimagenet import read_miniimagenet
 from tests.dataset_layouts import (
     cub_classes,
@@ -73,8 +80,8 @@ def test_cifar100_fetched_and_read(tmp_path, data_root, monkeypatch):
     assert (len(data.train), len(data.test)) == (200, 100)
     assert data.train.labels[:3].tolist() == [0, 1, 2]
     # Pixel layout: the row's first 1024 bytes are the red plane.
-    import pickle
-    raw = pickle.load(open(data_root / "cifar-100-python" / "train", "rb"), encoding="latin1")["data"][5]
+    with open(data_root / "cifar-100-python" / "train", "rb") as handle:
+        raw = pickle.load(handle, encoding="latin1")["data"][5]
     image = np.asarray(data.train.loader("train/5"))
     assert image.shape == (32, 32, 3)
     assert (image[..., 0].ravel() == raw[:1024]).all() and (image[..., 2].ravel() == raw[2048:]).all()
@@ -221,8 +228,8 @@ def test_fashion_mnist_idx_fetched_and_read(tmp_path, data_root, monkeypatch):
 
 def test_idx_reader_rejects_truncated_files(tmp_path):
     write_idx(tmp_path / "x.gz", np.zeros((4, 2, 2)))
-    import gzip
-    raw = gzip.open(tmp_path / "x.gz").read()
+    with gzip.open(tmp_path / "x.gz") as handle:
+        raw = handle.read()
     with gzip.open(tmp_path / "y.gz", "wb") as handle:
         handle.write(raw[:-3])
     with pytest.raises(ClbenchError, match="truncated"):
