@@ -38,7 +38,8 @@ def preset(data: LabelledData, name: str, init_cls: int | None, increment: int, 
         raise ConfigError(f"{name} expects {num_classes} classes but {data.name} on disk has "
                           f"{data.num_classes}", "check that the dataset is the published version")
     protocol.setdefault("image_size", PTM_IMAGE_SIZE)
-    protocol.update({k: v for k, v in data.info.items() if k.startswith("split")})
+    # How the train/test split was made (pre-split folders, a list, or the seeded rule).
+    protocol.update({k: v for k, v in data.info.items() if k in ("layout", "split", "split_list_sha256")})
     return class_incremental(data, name, init_cls=init_cls or increment, increment=increment,
                              seed=seed, shuffle=shuffle, protocol=protocol)
 

@@ -40,7 +40,7 @@ def _read(folder: Path) -> LabelledData:
         images, labels = _split(folder, part)
         keys = np.array([f"{part}/{i}" for i in range(len(labels))], dtype=object)
         parts[part] = Samples(f"cifar100/{part}", keys, labels, ArrayLoader(images))
-    return LabelledData("cifar100", names, parts["train"], parts["test"], info={"image_size": 224})
+    return LabelledData("cifar100", names, parts["train"], parts["test"])
 
 
 def read_cifar100() -> LabelledData:

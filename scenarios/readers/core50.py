@@ -63,4 +63,4 @@ def read_core50(train_sessions: tuple[int, ...] = TRAIN_SESSIONS,
             domains += [f"s{s}"] * len(k)
         parts[part] = samples(f"core50/{part}", root, keys, labels, domains)
     return LabelledData("core50", [f"o{i}" for i in range(1, NUM_OBJECTS + 1)],
-                        parts["train"], parts["test"], info={"image_size": 224})
+                        parts["train"], parts["test"])
