@@ -52,9 +52,11 @@ def data_root(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def serve_and_fetch(monkeypatch, name: str, www: Path, files: list[RemoteFile], root: Path) -> None:
-    """Point dataset ``name`` at a local server over ``www`` and run ``clbench fetch`` for it."""
-    with http_server(www) as (url, _):
+def serve_and_fetch(monkeypatch, name: str, www: Path, files: list[RemoteFile], root: Path,
+                    cut: set[str] | None = None) -> None:
+    """Point dataset ``name`` at a local server over ``www`` and run ``clbench fetch`` for it;
+    the transfers of the files in ``cut`` are first broken off half-way."""
+    with http_server(www, cut=cut) as (url, _):
         local = tuple(dataclasses.replace(f, url=f"{url}/{f.filename}", checksum=digest(www / f.filename))
                       for f in files)
         monkeypatch.setitem(DATASETS, name, dataclasses.replace(DATASETS[name], files=local))
@@ -94,12 +96,29 @@ def test_cub200_fetched_and_read(tmp_path, data_root, monkeypatch):
     www = tmp_path / "www"
     www.mkdir()
     make_tar(tmp_path / "src" / "CUB_200_2011", www / "CUB_200_2011.tgz", "CUB_200_2011")
-    serve_and_fetch(monkeypatch, "cub200", www, list(DATASETS["cub200"].files), data_root)
+    serve_and_fetch(monkeypatch, "cub200", www, list(DATASETS["cub200"].files), data_root,
+                    cut={"/CUB_200_2011.tgz"})
     data = read_cub200()
     assert data.class_names == classes
     assert (len(data.train), len(data.test)) == (6, 3)
     assert data.test.keys[0] == "CUB_200_2011/images/001.Bird_1/b.jpg"
     assert data.train.loader(data.train.keys[0]).mode == "RGB"
+
+
+def test_fetch_with_a_bad_checksum_fails_with_one_message(tmp_path, data_root, monkeypatch, capsys):
+    write_cifar100(tmp_path / "src")
+    www = tmp_path / "www"
+    www.mkdir()
+    make_tar(tmp_path / "src" / "cifar-100-python", www / "cifar-100-python.tar.gz", "cifar-100-python")
+    with http_server(www) as (url, _):
+        spec = DATASETS["cifar100"]
+        bad = dataclasses.replace(spec.files[0], url=f"{url}/cifar-100-python.tar.gz")  # the real md5
+        monkeypatch.setitem(DATASETS, "cifar100", dataclasses.replace(spec, files=(bad,)))
+        assert main(["fetch", "cifar100", "--data-root", str(data_root)]) == 2
+    err = capsys.readouterr().err
+    assert "expected eb9058c3a382ffc7106e4002c42a8d85" in err and "Traceback" not in err
+    assert not (data_root / "cifar-100-python").exists()
+    assert not list((data_root / ".downloads").glob("*"))
 
 
 # -- ImageNet-R / ImageNet-A (original layout, seeded or listed 80/20 split) ----------------

@@ -53,6 +53,7 @@ def test_task_incremental_must_be_a_boolean(cifar):
         build_scenario("cifar100", {"task_incremental": "yes"})
 
 
+@pytest.mark.integration
 def test_cli_records_task_incremental_in_the_result(capsys):
     code = main(["run", "--scenario", "emoji-cil", "--method", "simplecil", "--no-store", "--json",
                  "--set", "scenario.task_incremental=true", "--set", "scenario.num_tasks=2"])

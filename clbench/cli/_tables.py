@@ -37,6 +37,8 @@ def print_run_summary(result: RunResult, stored_at: Path | None, console: Consol
     summary.add_row(pct(m["avg_acc_sample"]), pct(m["last_acc_sample"]), pct(m["avg_acc_task"]),
                     pct(m["forgetting_pilot"]), pct(m["bwt"]), f"{result.timings['total_seconds']:.1f}")
     console.print(summary)
+    if m.get("fwt") is not None:
+        console.print(f"forward transfer (accuracy on each domain before learning it): {pct(m['fwt'])}")
     if "harmonic_mean" in m:
         console.print(f"few-shot, after the last session: base {pct(m['base_acc'])}, novel "
                       f"{pct(m['novel_acc'])}, harmonic mean {pct(m['harmonic_mean'])}")
