@@ -37,8 +37,10 @@ def accuracy_percent(result: RunResult) -> np.ndarray:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    # Fixed margins instead of bbox_inches="tight", which draws every figure
+    # twice: the site draws hundreds of them.
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI)
     return path
 
 
@@ -48,6 +50,7 @@ def heatmap(result: RunResult, path: Path) -> Path:
     n = acc.shape[0]
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(1.2 + 0.45 * max(n, 4), 0.9 + 0.4 * max(n, 4)))
+        fig.subplots_adjust(left=0.14, right=0.9, bottom=0.12, top=0.92)
         ax = fig.add_subplot()
         image = ax.imshow(np.ma.masked_invalid(acc), vmin=0, vmax=100, cmap="viridis")
         if n <= 20:  # beyond that the numbers no longer fit in their cells
@@ -69,6 +72,7 @@ def step_curve(result: RunResult, path: Path) -> Path:
     steps = np.arange(1, len(result.test_counts) + 1)
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(5, 3.2))
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.9)
         ax = fig.add_subplot()
         ax.plot(steps, step_accuracy(result, "sample"), marker="o", label="sample-weighted (PILOT)")
         ax.plot(steps, step_accuracy(result, "task"), marker="s", linestyle="--", label="task-averaged (Mammoth)")
@@ -89,6 +93,7 @@ def task_bars(result: RunResult, path: Path) -> Path:
     tasks = np.arange(n)
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(max(5, 0.45 * n + 1.5), 3.2))
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.9)
         ax = fig.add_subplot()
         ax.bar(tasks - 0.2, np.diag(acc), width=0.4, label="just after learning it")
         ax.bar(tasks + 0.2, acc[-1], width=0.4, label="after the last task")
@@ -109,7 +114,8 @@ def comparison(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str,
     the spread over seeds is drawn as a band.
     """
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(6.5, 4))
+        fig = Figure(figsize=(7.5, 4.5))
+        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.92)
         ax = fig.add_subplot()
         for label, mean, std in curves:
             steps = np.arange(1, len(mean) + 1)
