@@ -36,7 +36,7 @@ REQUIRED = tuple(c for c in COLUMNS if c != "options")
 HIGHER_IS_BETTER = ("avg_acc_sample", "last_acc_sample", "avg_acc_task", "last_acc_task", "bwt", "fwt")
 LOWER_IS_BETTER = ("forgetting_pilot", "forgetting_chaudhry", "forgetting_avalanche")
 METRICS = HIGHER_IS_BETTER + LOWER_IS_BETTER
-EPSILON = 1e-9  # a value exactly at the tolerance passes, whatever the float rounding
+EPSILON = 1e-6  # a change exactly at the tolerance passes, whatever the rounding of the file's decimals
 
 
 @dataclass(frozen=True)
@@ -230,10 +230,13 @@ def gather_runs(expectations: Sequence[Expectation], store: ResultsStore, rerun:
     """One RunResult per key: the newest stored match, else (or with ``rerun``)
     a new run, stored in ``store`` as a new record."""
     keys = list(dict.fromkeys(e.key for e in expectations))
+    # Every row's method and options are validated before anything runs, so a
+    # typo in the last row does not surface after an hour of runs.
+    configs = {key: expected_method_config(key) for key in keys}
     stored = [] if rerun else store.all()
     out: dict[RunKey, RunResult] = {}
     for key in keys:
-        found = None if rerun else newest_match(stored, key, expected_method_config(key))
+        found = None if rerun else newest_match(stored, key, configs[key])
         if found is None:
             if runner is None:
                 from clbench.runner import run as runner
