@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -70,8 +71,14 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _id_part(name: str) -> str:
+    """A name as it may appear in a run id, which is also a file name."""
+    return re.sub(r"[^A-Za-z0-9.+_-]+", "_", name).strip(".") or "_"
+
+
 def new_run_id(scenario: str, method: str, seed: int) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    scenario, method = _id_part(scenario), _id_part(method)
     # 48 random bits: runs of one (scenario, method, seed) finishing in the same
     # second (a sweep on a cluster) must not collide, or the store refuses one.
     return f"{stamp}-{scenario}-{method}-s{seed}-{uuid.uuid4().hex[:12]}"
@@ -89,6 +96,9 @@ class ResultsStore:
         self.root = Path(root)
 
     def path(self, run_id: str) -> Path:
+        if _id_part(run_id) != run_id:
+            raise ClbenchError(f"run id {run_id!r} is not a plain file name",
+                               "run ids come from clbench.results.new_run_id")
         return self.root / f"{run_id}.json"
 
     def write(self, result: RunResult) -> Path:

@@ -214,7 +214,7 @@ def board_rows(board: pd.DataFrame, published: list[Published], run_links: dict[
             **{k: rec[k] for k in GROUP_KEYS},
             "seeds": rec["seeds"],
             "cells": cells,
-            "runs": [(run_id, run_links[run_id]) for run_id in rec["run_ids"]],
+            "runs": [(seed, run_links[run_id]) for run_id, seed in zip(rec["run_ids"], rec["run_seeds"], strict=True)],
             "published": pub_text,
             "published_source": pub_source,
         })

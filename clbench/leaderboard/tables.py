@@ -37,7 +37,7 @@ BOARD_COLUMNS = (
     ("bwt", "BWT (%)", 2),
     ("trainable_parameters", "trainable params (last task)", 0),
     ("wall_seconds", "wall time (s)", 1),
-    ("peak_rss_mb", "peak memory (MiB)", 0),
+    ("peak_rss_mb", "peak memory (MiB, CPU RSS)", 0),
 )
 GROUP_KEYS = ["method", "method_options", "backbone"]
 
@@ -110,6 +110,7 @@ def scenario_board(frame: pd.DataFrame, scenario: str) -> pd.DataFrame:
     board.columns = [f"{col}_{stat}" for col, stat in board.columns]
     board["seeds"] = grouped["seed"].nunique()
     board["run_ids"] = grouped["run_id"].agg(list)
+    board["run_seeds"] = grouped["seed"].agg(list)
     board = board.reset_index()
     return board.sort_values("avg_acc_sample_mean", ascending=False, kind="stable", ignore_index=True)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 
+import pytest
+
 from clbench.results import ResultsStore
 from tests.leaderboard_fixtures import fake_result
 
@@ -59,3 +61,13 @@ def test_a_killed_writers_temporary_file_is_not_a_record(tmp_path):
     (tmp_path / ".tmp-abc123.json").write_text('{"run_id": "half')  # what SIGKILL mid-write leaves
     assert [r.run_id for r in store.all()] == [kept.run_id]
     assert store.load(kept.run_id[-12:]).run_id == kept.run_id
+
+
+def test_run_ids_are_plain_file_names_whatever_the_names(tmp_path):
+    from clbench.errors import ClbenchError
+    from clbench.results import new_run_id
+
+    run_id = new_run_id("../etc", '<script>alert("x")</script>', 1)
+    assert "/" not in run_id and not run_id.startswith(".")
+    with pytest.raises(ClbenchError, match="not a plain file name"):
+        ResultsStore(tmp_path).path("../outside")
