@@ -150,3 +150,9 @@ def test_empty_store_is_a_clear_error(tmp_path, capsys):
     assert main(["leaderboard", "--runs", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
     assert "no stored runs" in capsys.readouterr().err
     assert main(["report", "nope", "--runs", str(tmp_path)]) == 2
+
+
+def test_names_that_look_like_tex_are_drawn_as_typed(tmp_path):
+    # With mathtext on, "$\frac{$" would make matplotlib raise while drawing the legend.
+    summary = build_site([fake_result("odd$\\frac{$name"), fake_result("ncm")], tmp_path, workers=1)
+    assert summary.scenario_pages["emoji-cil"].with_suffix(".png").exists()
