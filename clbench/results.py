@@ -17,7 +17,7 @@ import re
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def _id_part(name: str) -> str:
 
 
 def new_run_id(scenario: str, method: str, seed: int) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     scenario, method = _id_part(scenario), _id_part(method)
     # 48 random bits: runs of one (scenario, method, seed) finishing in the same
     # second (a sweep on a cluster) must not collide, or the store refuses one.

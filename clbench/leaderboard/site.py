@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -306,7 +306,7 @@ def build_site(results: Sequence[RunResult], out: Path, published: list[Publishe
                          "best_avg": mean_spread_text(best["avg_acc_sample_mean"], best["avg_acc_sample_std"], 2)})
     summary.index.write_text(env.get_template("index.html").render(
         title="clbench leaderboard", scenarios=overview, total_runs=len(results),
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), home_href=None))
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), home_href=None))
     (out / ".clbench-site.json").write_text(json.dumps({"figures_version": FIGURES_VERSION}))
     summary.seconds = time.perf_counter() - began
     return summary
