@@ -2,49 +2,60 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
+import queue
+import time
 
 import pytest
 
 from clbench.results import ResultsStore
 from tests.leaderboard_fixtures import fake_result
 
-WRITERS = 6
-RECORDS = 25
+WRITERS = 4
+RECORDS = 20
 
 
-def _write_many(root: str, writer: int, start) -> list[str]:
+def _write_many(root: str, writer: int, start, done) -> None:
     start.wait()  # every writer starts together, so writes really interleave
     store = ResultsStore(root)
-    ids = []
     for n in range(RECORDS):
         # Same scenario, method and seed for everyone: run ids differ only by
         # their random part, the case that collided with a short suffix.
-        result = fake_result(method="simplecil", seed=1993, level=0.3 + 0.001 * n, config={"method": {"name": "simplecil"}})
+        result = fake_result(method="simplecil", seed=1993, level=0.3 + 0.001 * n,
+                             config={"method": {"name": "simplecil"}})
         result.extra = {"writer": writer, "n": n}
         store.write(result)
-        ids.append(result.run_id)
-    return ids
+        done.put(result.run_id)
 
 
 def test_concurrent_writers_lose_no_record(tmp_path):
-    ctx = mp.get_context("spawn")  # separate interpreters, as separate `clbench run`s are
-    with ctx.Manager() as manager:
-        start = manager.Barrier(WRITERS + 1)
-        with ctx.Pool(WRITERS) as pool:
-            pending = [pool.apply_async(_write_many, (str(tmp_path), w, start)) for w in range(WRITERS)]
-            start.wait()
-            # Read while they write: a reader must never see a half-written record.
-            reads = 0
-            while not all(p.ready() for p in pending):
-                for result in ResultsStore(tmp_path).all():
-                    assert result.extra["n"] < RECORDS
-                reads += 1
-            written = [run_id for p in pending for run_id in p.get(timeout=120)]
+    # Separate processes, each with its own store object and file handles, as
+    # separate `clbench run`s finishing at once are (fork: cheap to start).
+    ctx = mp.get_context("fork")
+    start, done = ctx.Barrier(WRITERS + 1), ctx.Queue()
+    writers = [ctx.Process(target=_write_many, args=(str(tmp_path), w, start, done)) for w in range(WRITERS)]
+    for process in writers:
+        process.start()
+    start.wait()
+    # Read while they write: a reader must never see a half-written record.
+    # (The queue is drained as we go: a child exits only once its items are read.)
+    reads, written, deadline = 0, [], time.monotonic() + 120
+    while len(written) < WRITERS * RECORDS:
+        assert time.monotonic() < deadline, f"writers stalled: {len(written)} records reported"
+        for result in ResultsStore(tmp_path).all():
+            assert result.extra["n"] < RECORDS
+        reads += 1
+        with contextlib.suppress(queue.Empty):
+            while True:
+                written.append(done.get(timeout=0.01))
+    for process in writers:
+        process.join(timeout=60)
+        assert process.exitcode == 0
 
     stored = ResultsStore(tmp_path).all()
-    assert len(written) == WRITERS * RECORDS == len(set(written))
+    assert len(written) == len(set(written))
     assert sorted(r.run_id for r in stored) == sorted(written)
     assert {(r.extra["writer"], r.extra["n"]) for r in stored} == {
         (w, n) for w in range(WRITERS) for n in range(RECORDS)}
