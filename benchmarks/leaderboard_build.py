@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -82,7 +83,8 @@ def main() -> None:
                                       ("warm (figures reused)", None, True)):
             site = build_site(loaded, Path(tmp) / "site", reuse=reuse, workers=workers)
             rows.append((label, site.seconds, site.figures_drawn, site.figures_reused))
-    print(f"reading {len(loaded)} records: {load_seconds:.2f}s")
+    print(f"reading {len(loaded)} records: {load_seconds:.2f}s; {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} (other processes slow the figures down)")
     print(f"{'build':<24}{'seconds':>9}{'figures drawn':>15}{'reused':>8}{'s per run':>11}")
     for label, seconds, drawn, reused in rows:
         print(f"{label:<24}{seconds:>9.2f}{drawn:>15}{reused:>8}{seconds / len(runs):>11.3f}")

@@ -221,10 +221,9 @@ def board_rows(board: pd.DataFrame, published: list[Published], run_links: dict[
     return rows
 
 
-def write_scenario_page(env: jinja2.Environment, out: Path, scenario: str, frame: pd.DataFrame,
-                        by_id: dict[str, RunResult], published: list[Published]) -> Path:
+def write_scenario_page(env: jinja2.Environment, out: Path, scenario: str, board: pd.DataFrame,
+                        frame: pd.DataFrame, by_id: dict[str, RunResult], published: list[Published]) -> Path:
     page = out / "scenarios" / f"{slug(scenario)}.html"
-    board = scenario_board(frame, scenario)
     runs = frame[frame["scenario"] == scenario]
     first = by_id[runs["run_id"].iloc[0]]
     entries = published_for(published, first.scenario, first.config.get("scenario", {}).get("protocol", {}))
@@ -258,12 +257,34 @@ def write_scenario_page(env: jinja2.Environment, out: Path, scenario: str, frame
 # ---------------------------------------------------------------- the site
 
 
+def _draw_missing_figures(results: Sequence[RunResult], out: Path, reuse: bool, workers: int,
+                          summary: SiteSummary) -> None:
+    jobs = []
+    for result in results:
+        folder = out / "runs" / slug(result.run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        for kind in RUN_FIGURES:
+            png = folder / f"{kind}.png"
+            if reuse and png.exists():
+                summary.figures_reused += 1
+            else:
+                jobs.append((kind, result, png))
+    draw_run_figures(jobs, workers)
+    summary.figures_drawn += len(jobs)
+
+
+def _index_row(scenario: str, board: pd.DataFrame, runs: int) -> dict[str, Any]:
+    best = board.iloc[0]
+    return {"name": scenario, "href": f"scenarios/{slug(scenario)}.html", "runs": runs, "entries": len(board),
+            "best": best["method"], "best_backbone": best["backbone"],
+            "best_avg": mean_spread_text(best["avg_acc_sample_mean"], best["avg_acc_sample_std"], 2)}
+
+
 def build_site(results: Sequence[RunResult], out: Path, published: list[Published] | None = None,
                reuse: bool = True, workers: int | None = None) -> SiteSummary:
     """Write the whole site for ``results`` into ``out`` and return what was written."""
     began = time.perf_counter()
     out = Path(out)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "scenarios").mkdir(parents=True, exist_ok=True)
     env = environment()
     published = load_published() if published is None else published
@@ -271,39 +292,20 @@ def build_site(results: Sequence[RunResult], out: Path, published: list[Publishe
     by_id = {r.run_id: r for r in results}
     summary = SiteSummary(out=out, index=out / "index.html")
 
-    reuse = reuse and _figures_are_current(out)
-    jobs = []
-    for result in results:
-        folder = out / "runs" / slug(result.run_id)
-        folder.mkdir(exist_ok=True)
-        for kind in RUN_FIGURES:
-            png = folder / f"{kind}.png"
-            if reuse and png.exists():
-                summary.figures_reused += 1
-            else:
-                jobs.append((kind, result, png))
-    draw_run_figures(jobs, workers if workers is not None else (os.cpu_count() or 1))
-    summary.figures_drawn = len(jobs)
-
-    scenarios = sorted(frame["scenario"].unique()) if len(frame) else []
-    for scenario in scenarios:
-        summary.scenario_pages[scenario] = write_scenario_page(env, out, scenario, frame, by_id, published)
-        summary.figures_drawn += 1
+    _draw_missing_figures(results, out, reuse and _figures_are_current(out),
+                          workers if workers is not None else (os.cpu_count() or 1), summary)
     labels = dict(zip(frame["run_id"], frame["scenario"], strict=True))
     for result in results:
-        label = labels[result.run_id]
         summary.run_pages[result.run_id] = write_run_page(
             env, result, out / "runs" / slug(result.run_id), home_href="../../index.html",
-            scenario_href=f"../../scenarios/{slug(label)}.html")
+            scenario_href=f"../../scenarios/{slug(labels[result.run_id])}.html")
 
     overview = []
-    for scenario in scenarios:
+    for scenario in sorted(set(labels.values())):
         board = scenario_board(frame, scenario)
-        best = board.iloc[0]
-        overview.append({"name": scenario, "href": f"scenarios/{slug(scenario)}.html",
-                         "runs": int((frame["scenario"] == scenario).sum()), "entries": len(board),
-                         "best": best["method"], "best_backbone": best["backbone"],
-                         "best_avg": mean_spread_text(best["avg_acc_sample_mean"], best["avg_acc_sample_std"], 2)})
+        summary.scenario_pages[scenario] = write_scenario_page(env, out, scenario, board, frame, by_id, published)
+        summary.figures_drawn += 1  # the comparison figure changes with every new run: always drawn
+        overview.append(_index_row(scenario, board, int((frame["scenario"] == scenario).sum())))
     summary.index.write_text(env.get_template("index.html").render(
         title="clbench leaderboard", scenarios=overview, total_runs=len(results),
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), home_href=None))
