@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV = $(shell bash scripts/ensure_env.sh)
 
-.PHONY: run test lint bench bench-kernels
+.PHONY: run test lint bench bench-kernels check leaderboard
 
 run:            ## fetch the offline assets, then SimpleCIL on emoji-cil
 	@venv=$(VENV) && $$venv/bin/clbench setup && $$venv/bin/clbench run $(ARGS)
@@ -19,3 +19,9 @@ bench:          ## cold vs warm vs reference-way feature extraction timings
 
 bench-kernels:  ## clbench.kernels vs plain torch vs faiss-cpu (add ARGS=--quick for small sizes)
 	@venv=$(VENV) && $$venv/bin/python benchmarks/kernels.py $(ARGS)
+
+check:          ## the regression gate: leaderboards/expected.csv against stored (or new) runs
+	@venv=$(VENV) && $$venv/bin/clbench check $(ARGS)
+
+leaderboard:    ## the static site from the stored runs, in leaderboards/site/
+	@venv=$(VENV) && $$venv/bin/clbench leaderboard $(ARGS)
