@@ -5,19 +5,19 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import clbench.kernels as kernels
 import pytest
 import torch
+
+import clbench.kernels as kernels
+from clbench.errors import ConfigError
 from clbench.kernels import torch_ops
-from kernel_reference import (
+from tests.kernel_reference import (
     ref_class_stats,
     ref_neighbours,
     ref_scores,
     ref_votes,
     within_class_scatter,
 )
-
-from clbench.errors import ConfigError
 
 
 def features(rows, dims=24, seed=0, mean=0.0):

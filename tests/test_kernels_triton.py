@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 import os
 
-import clbench.kernels as kernels
 import pytest
 import torch
+
+import clbench.kernels as kernels
 from clbench.kernels import torch_ops
-from kernel_reference import ref_neighbours
+from tests.kernel_reference import ref_neighbours
 
 pytest.importorskip("triton")
 
