@@ -21,9 +21,10 @@ import sys
 import time
 from collections.abc import Callable
 
-import clbench.kernels as kernels
 import torch
 import torch.nn.functional as F
+
+import clbench.kernels as kernels
 
 DIMS = 768
 CLASSES = 100

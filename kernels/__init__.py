@@ -16,6 +16,7 @@ from functools import cache
 from types import ModuleType
 
 import torch
+
 from clbench.kernels import torch_ops
 from clbench.kernels.common import MAX_K, ClassStats
 from clbench.kernels.torch_ops import row_norms

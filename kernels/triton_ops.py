@@ -23,6 +23,8 @@ import os
 import torch
 import triton
 import triton.language as tl
+
+from clbench.errors import ConfigError
 from clbench.kernels import torch_ops
 from clbench.kernels.common import (
     VOTES,
@@ -33,8 +35,6 @@ from clbench.kernels.common import (
     check_stats_inputs,
     class_votes,
 )
-
-from clbench.errors import ConfigError
 
 # The interpreter gets wrong answers from bf16 dot products and arithmetic
 # (ASSETS.md), so there bf16 is widened to fp32 before the dot like fp32 is.

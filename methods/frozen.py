@@ -9,9 +9,9 @@ scenario costs no pass over the images.
 from __future__ import annotations
 
 import torch
-from clbench.kernels import ClassStats, class_stats, knn_scores, prototype_scores, row_norms
 
 from clbench.data import Samples
+from clbench.kernels import ClassStats, class_stats, knn_scores, prototype_scores, row_norms
 from clbench.learner import Learner
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
