@@ -11,7 +11,15 @@ os.environ.setdefault("CLBENCH_PROGRESS", "0")
 # so the Triton kernel tests (tests/test_kernels_triton.py) need this set before
 # any test module imports triton. It changes nothing else: CPU tensors only run
 # Triton kernels when CLBENCH_KERNELS=triton is also set (see clbench.kernels).
-os.environ.setdefault("TRITON_INTERPRET", "1")
+# On a machine with a CUDA GPU the kernels are compiled for real instead.
+try:
+    import torch
+
+    _has_cuda = torch.cuda.is_available()
+except ImportError:  # pragma: no cover - torch is a hard dependency
+    _has_cuda = False
+if not _has_cuda:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)
