@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from clbench._compat import ensure_torchvision_importable
 from clbench.data import Samples
 from clbench.errors import ConfigError
 from clbench.training import (
@@ -93,7 +94,7 @@ def test_image_batches_are_seeded():
         return Image.fromarray(images[int(key)])
 
     samples = Samples("toy", [str(i) for i in range(10)], list(range(10)), loader)
-    import clbench.backbones  # noqa: F401  (makes torchvision importable on CPU torch)
+    ensure_torchvision_importable()
     from torchvision import transforms as T
 
     def order(seed):
