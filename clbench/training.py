@@ -59,16 +59,30 @@ class TrainLog:
         return [asdict(e) for e in self.epochs]
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
-    if not params:
+def param_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
+    """Trainable parameters as optimiser groups.
+
+    ``params`` holds parameters, or dicts ``{"params": [...], "lr_scale": s}`` for
+    groups whose learning rate is ``s`` times the configured one (MOS trains its
+    head at a tenth of the adapters' rate). Frozen parameters are dropped.
+    """
+    items = list(params)
+    groups = items if items and isinstance(items[0], dict) else [{"params": items}]
+    trainable = [{"params": [p for p in g["params"] if p.requires_grad], "lr_scale": g.get("lr_scale", 1.0)}
+                 for g in groups]
+    return [g for g in trainable if g["params"]]
+
+
+def make_optimizer(params: Iterable[Any], cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = [{"params": g["params"], "lr": cfg.lr * g["lr_scale"]} for g in param_groups(params)]
+    if not groups:
         raise ConfigError("nothing to train: no parameter requires a gradient")
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     raise ConfigError(f"unknown optimizer {cfg.optimizer!r}", "use sgd, adam or adamw")
 
 
@@ -93,7 +107,7 @@ def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_
 
 
 def fit(
-    params: Iterable[torch.nn.Parameter],
+    params: Iterable[Any],
     batches: DataLoader,
     step: Callable[[Any], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]],
     cfg: TrainConfig,
@@ -103,7 +117,7 @@ def fit(
     modules: Iterable[torch.nn.Module] = (),
     eval_modules: Iterable[torch.nn.Module] = (),
 ) -> TrainLog:
-    """Optimise ``params`` for ``cfg.epochs`` over ``batches``.
+    """Optimise ``params`` (parameters, or groups as in ``param_groups``) for ``cfg.epochs``.
 
     ``step(batch)`` returns ``(loss, logits, targets)``; logits/targets may be None
     when accuracy is meaningless. ``after_step`` runs after every optimiser step
@@ -133,7 +147,8 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    torch.nn.utils.clip_grad_norm_([p for g in param_groups(params) for p in g["params"]],
+                                                   cfg.grad_clip)
                 optimizer.step()
                 schedule.step()
                 if after_step is not None:

@@ -159,3 +159,14 @@ def test_predict_combines_scores_and_records_retrieval(two_tasks):
     torch.save(learner.state_dict(), io.BytesIO())  # per-task checkpoints pickle the learner
     assert learner.trainable_parameters() == 2 * sum(
         p.numel() for p in learner.blocks[0].saved[0].parameters()) * len(learner.blocks) + 6 * 49
+
+
+def test_parameter_groups_scale_the_learning_rate():
+    """MOS trains its head at a tenth of the adapters' rate through ``lr_scale`` groups."""
+    from clbench.training import TrainConfig, make_optimizer
+
+    body, head, frozen = nn.Linear(2, 2), nn.Linear(2, 3), nn.Linear(2, 2).requires_grad_(False)
+    optimizer = make_optimizer([{"params": [*body.parameters(), *frozen.parameters()]},
+                                {"params": list(head.parameters()), "lr_scale": 0.1}], TrainConfig(lr=0.05))
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.05, 0.005])
+    assert [len(g["params"]) for g in optimizer.param_groups] == [2, 2]  # frozen ones dropped
