@@ -170,3 +170,13 @@ def test_parameter_groups_scale_the_learning_rate():
                                 {"params": list(head.parameters()), "lr_scale": 0.1}], TrainConfig(lr=0.05))
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.05, 0.005])
     assert [len(g["params"]) for g in optimizer.param_groups] == [2, 2]  # frozen ones dropped
+
+
+def test_same_seed_gives_the_same_predictions(two_tasks):
+    learner, _, first_test, _, _ = two_tasks
+    seed_everything(0)
+    again = MOS(**SETTINGS)
+    again.setup(tiny_context())
+    again.learn(synthetic_task(0, [0, 1, 2], 3, seed=0)[0])
+    again.learn(synthetic_task(1, [3, 4, 5], 6, shift=60, seed=1)[0])
+    assert torch.equal(again.predict(first_test), learner.predict(first_test))

@@ -144,3 +144,11 @@ def test_expanded_learner_predicts_all_seen_classes_and_checkpoints(shifted_dist
     restored.ctx = learner.ctx
     assert torch.equal(restored.predict(test), scores)
 
+
+
+def test_same_seed_gives_the_same_expansions_and_predictions(shifted_distribution):
+    learner, _, _ = shifted_distribution
+    again, _, _ = run_two_tasks(shift=120)
+    _, test = synthetic_task(1, list(range(6, 12)), 12, shift=120, seed=1)
+    assert again.extra_results() == learner.extra_results()
+    assert torch.equal(again.predict(test), learner.predict(test))
