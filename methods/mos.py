@@ -43,10 +43,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from clbench.kernels import prototype_scores
-from clbench.methods.heads import masked_cross_entropy, old_class_count
 from clbench.methods.linear import grow_linear
 from clbench.methods.peft.adapter import Adapter, attach_adapters
 from clbench.methods.peft.common import count_parameters, freeze
+from clbench.methods.vit_common import masked_cross_entropy, old_class_count, trainable_vit
 from torch import nn
 
 from clbench.data import Samples
@@ -264,7 +264,7 @@ class MOS(Learner):
 
     # -- construction -----------------------------------------------------------------------
     def _build(self) -> None:
-        net = freeze(self.ctx.new_backbone())
+        net = trainable_vit(self.ctx, "mos")
         adapter = partial(Adapter, bottleneck=self.bottleneck, scale=self.adapter_scale, dropout=self.dropout)
         wrapped = attach_adapters(net.model, factory=lambda _index, dim: TaskAdapters(adapter(dim)))
         self.blocks = [block.branch for block in wrapped]

@@ -37,10 +37,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from clbench.methods.heads import masked_cross_entropy, old_class_count
 from clbench.methods.linear import grow_linear
 from clbench.methods.peft.adapter import Adapter, attach_adapters
-from clbench.methods.peft.common import count_parameters, freeze, vit_blocks
+from clbench.methods.peft.common import count_parameters, vit_blocks
+from clbench.methods.vit_common import masked_cross_entropy, old_class_count, trainable_vit
 from torch import nn
 
 from clbench.backbones import Backbone
@@ -224,7 +224,7 @@ class SEMA(Learner):
 
     # -- construction -----------------------------------------------------------------------
     def _build(self) -> None:
-        net = freeze(self.ctx.new_backbone())
+        net = trainable_vit(self.ctx, "sema")
         depth, dim = len(vit_blocks(net.model)), net.model.embed_dim
         expandable = set(expansion_layers(depth, self.expand_layers))
         hidden = self.descriptor_dim or max(1, round(128 * dim / 768))  # 768 -> 128 in the paper

@@ -7,7 +7,6 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from clbench.methods.heads import masked_cross_entropy, old_class_count
 from clbench.methods.mos import (
     MOS,
     ClassGaussians,
@@ -18,6 +17,7 @@ from clbench.methods.mos import (
     self_refine,
 )
 from clbench.methods.peft.adapter import Adapter
+from clbench.methods.vit_common import masked_cross_entropy, old_class_count
 from synthetic_vit import synthetic_task, tiny_context
 from torch import nn
 

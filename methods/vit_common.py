@@ -1,6 +1,7 @@
-"""Classifier pieces shared by the adapter methods that train a head with their body.
+"""Pieces shared by the methods that adapt a ViT together with a classifier head.
 
-SEMA and MOS train a linear head over all classes seen so far while the
+``trainable_vit`` gives a method its own frozen copy of the run's backbone (a
+clear error for a non-ViT backbone). SEMA and MOS train a linear head over all classes seen so far while the
 current task's data contains only new classes; both mask the old classes'
 logits out of the loss (PILOT's ``logits[:, :known] = -inf``) so that a task
 never pushes old classes down: the old rows of the head get no gradient.
@@ -10,6 +11,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from clbench.methods.peft.common import freeze, vit_blocks
+
+from clbench.backbones import Backbone
+from clbench.context import RunContext
+from clbench.errors import ConfigError
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, known_classes: int) -> torch.Tensor:
@@ -33,3 +39,14 @@ def old_class_count(seen_classes: int, new_classes: int) -> int:
     nothing, since all its labels are old ones.
     """
     return seen_classes - new_classes if new_classes else 0
+
+
+def trainable_vit(ctx: RunContext, method: str) -> Backbone:
+    """A frozen copy of the run's backbone, checked to be a timm-style ViT (adapters go in its blocks)."""
+    net = freeze(ctx.new_backbone())
+    try:
+        vit_blocks(net.model)
+    except TypeError as exc:
+        raise ConfigError(f"{method} adapts the blocks of a ViT, but the backbone is {ctx.backbone.name}",
+                          "use --backbone dinov2-vits14 or --backbone timm:vit_... (with --weights offline)") from exc
+    return net
