@@ -127,11 +127,11 @@ class AdapterMixture(nn.Module):
         return self.descriptor_dim is not None
 
     def add_adapter(self) -> None:
-        """Append an adapter, its router column and (if expandable) its descriptor, all trainable."""
-        device = self.router[0].weight.device if len(self.router) else None
+        """Append an adapter and, in an expandable block, its router column and descriptor (all trainable)."""
+        device = next(self.adapters[0].parameters()).device if len(self.adapters) else None
         self.adapters.append(self.make_adapter().to(device))
-        self.router.append(nn.Linear(self.dim, 1).to(device))
         if self.expandable:
+            self.router.append(nn.Linear(self.dim, 1).to(device))
             self.descriptors.append(Descriptor(self.dim, self.descriptor_dim).to(device))
             self.buffers.append(LossBuffer(self.buffer_size))
 
