@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from clbench.methods import peft
 from torch import nn
 
 import clbench.backbones  # noqa: F401  (makes torchvision, hence timm, importable on CPU torch)
+from clbench.methods import peft
 from clbench.training import TrainConfig, fit, tensor_batches
 
 DIM, DEPTH, HEADS, PATCH, SIZE = 48, 3, 3, 8, 32

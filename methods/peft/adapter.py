@@ -19,8 +19,9 @@ import math
 from collections.abc import Callable, Iterable
 
 import torch
-from clbench.methods.peft.common import vit_blocks
 from torch import nn
+
+from clbench.methods.peft.common import vit_blocks
 
 
 class Adapter(nn.Module):

@@ -9,8 +9,9 @@ gamma = 1 and beta = 0 at initialisation, so the network is unchanged.
 
 from __future__ import annotations
 
-from clbench.methods.peft.ssf import ChannelAffine
 from torch import nn
+
+from clbench.methods.peft.ssf import ChannelAffine
 
 
 class FiLM(ChannelAffine):

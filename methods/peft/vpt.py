@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 
 import torch
-from clbench.methods.peft.common import vit_blocks
 from torch import nn
+
+from clbench.methods.peft.common import vit_blocks
 
 
 class PromptedBlocks(nn.Module):
