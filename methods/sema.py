@@ -37,10 +37,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from clbench.methods.linear import grow_linear
-from clbench.methods.peft.adapter import Adapter, attach_adapters
-from clbench.methods.peft.common import count_parameters, vit_blocks
-from clbench.methods.vit_common import masked_cross_entropy, old_class_count, trainable_vit
 from torch import nn
 
 from clbench.backbones import Backbone
@@ -48,6 +44,10 @@ from clbench.data import Samples
 from clbench.errors import ConfigError
 from clbench.features import embed_samples
 from clbench.learner import Learner
+from clbench.methods.linear import grow_linear
+from clbench.methods.peft.adapter import Adapter, attach_adapters
+from clbench.methods.peft.common import count_parameters, vit_blocks
+from clbench.methods.vit_common import masked_cross_entropy, old_class_count, trainable_vit
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
 from clbench.training import TrainConfig, fit, image_batches, to_device

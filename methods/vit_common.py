@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from clbench.methods.peft.common import freeze, vit_blocks
 
 from clbench.backbones import Backbone
 from clbench.context import RunContext
 from clbench.errors import ConfigError
+from clbench.methods.peft.common import freeze, vit_blocks
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, known_classes: int) -> torch.Tensor:

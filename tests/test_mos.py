@@ -7,6 +7,10 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
+from synthetic_vit import synthetic_task, tiny_context
+from torch import nn
+
+from clbench.learner import seed_everything
 from clbench.methods.mos import (
     MOS,
     ClassGaussians,
@@ -18,10 +22,6 @@ from clbench.methods.mos import (
 )
 from clbench.methods.peft.adapter import Adapter
 from clbench.methods.vit_common import masked_cross_entropy, old_class_count
-from synthetic_vit import synthetic_task, tiny_context
-from torch import nn
-
-from clbench.learner import seed_everything
 
 SETTINGS = dict(epochs=1, batch_size=8, align_epochs=2, samples_per_class=16)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from clbench.methods.peft.adapter import Adapter
 
+from clbench.methods.peft.adapter import Adapter
 from clbench.registry import SCENARIOS
 from clbench.runner import RunSpec, run
 
