@@ -63,6 +63,13 @@ def embed_samples(
     return torch.cat(out)
 
 
+def cache_scope(samples: Samples) -> str:
+    """What identifies the images behind ``samples``' keys: the source name plus, for
+    files, the folder they are read from (two folders may share a name, not content)."""
+    root = getattr(samples.loader, "root", None)
+    return samples.source if root is None else f"{samples.source}|{Path(root).resolve()}"
+
+
 @dataclass
 class CacheStats:
     hits: int = 0
@@ -128,7 +135,8 @@ class FeatureCache:
         ``persist=False`` keeps them in memory only: for networks that exist for one
         run (an adapted copy), whose features no later run can reuse.
         """
-        table = self._load(extractor_id, samples.source, from_disk=persist)
+        scope = cache_scope(samples)
+        table = self._load(extractor_id, scope, from_disk=persist)
         keys = [str(k) for k in samples.keys]
         missing = sorted({k for k in keys if k not in table})
         self.stats.hits += len(keys) - len(missing)
@@ -141,7 +149,7 @@ class FeatureCache:
             self.stats.extract_seconds += time.perf_counter() - start
             self.stats.extracted += len(missing)
             if persist:
-                self._store(extractor_id, samples.source, missing, matrix)
+                self._store(extractor_id, scope, missing, matrix)
             table.update(zip(missing, matrix, strict=True))
         if not keys:
             return torch.empty(0, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -40,7 +40,7 @@ def versions() -> dict[str, str | None]:
 
 def manifest(device: torch.device) -> dict:
     return {
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "python": platform.python_version(),
         "git_commit": git_commit(),

@@ -25,7 +25,9 @@ def step_accuracy(correct: np.ndarray, counts: np.ndarray, convention: str = "sa
     """Accuracy after each step over all tasks seen so far.
 
     ``sample`` (PILOT/PyCIL): top-1 over all test samples of the seen tasks.
-    ``task`` (Mammoth): mean of the seen tasks' accuracies.
+    ``task`` (Mammoth): mean of the seen tasks' accuracies; a task without test
+    data (CORe50's later sessions share task 0's held-out set) has no accuracy
+    and is left out of the mean.
     """
     correct = np.asarray(correct, dtype=float)
     counts = np.asarray(counts, dtype=float)
@@ -36,7 +38,8 @@ def step_accuracy(correct: np.ndarray, counts: np.ndarray, convention: str = "sa
         if convention == "sample":
             out[t] = correct[t, : t + 1].sum() / counts[: t + 1].sum()
         elif convention == "task":
-            out[t] = np.mean(acc[t, : t + 1])
+            seen = acc[t, : t + 1][counts[: t + 1] > 0]
+            out[t] = np.mean(seen) if seen.size else np.nan
         else:
             raise ValueError(f"unknown accuracy convention {convention!r}: use 'sample' or 'task'")
     return out
@@ -64,7 +67,7 @@ def forgetting(acc: np.ndarray, convention: str = "pilot") -> float:
     if last == 0:
         return 0.0
     values = []
-    for i in range(last):
+    for i in _tested(acc, last):
         if convention == "pilot":
             best = np.nanmax(acc[i:, i])
         elif convention == "chaudhry":
@@ -83,7 +86,13 @@ def backward_transfer(acc: np.ndarray) -> float:
     last = acc.shape[0] - 1
     if last == 0:
         return 0.0
-    return float(np.mean([acc[last, i] - acc[i, i] for i in range(last)]))
+    return float(np.mean([acc[last, i] - acc[i, i] for i in _tested(acc, last)]))
+
+
+def _tested(acc: np.ndarray, last: int) -> list[int]:
+    """Tasks before the last whose final accuracy exists (tasks without test data have none)."""
+    tested = [i for i in range(last) if np.isfinite(acc[last, i])]
+    return tested or [0]
 
 
 def forward_transfer(acc: np.ndarray, baseline: np.ndarray | None = None) -> float | None:
@@ -107,6 +116,19 @@ def harmonic_mean(base: float, novel: float) -> float:
     return 0.0 if base + novel == 0 else float(2 * base * novel / (base + novel))
 
 
+def few_shot_metrics(correct: np.ndarray, counts: np.ndarray) -> dict[str, float]:
+    """Few-shot CIL after the last session: base accuracy (task 0's classes), novel
+    accuracy (all later sessions' classes, sample-weighted) and their harmonic mean."""
+    correct = np.asarray(correct, dtype=float)
+    counts = np.asarray(counts, dtype=float)
+    last = correct.shape[0] - 1
+    base = correct[last, 0] / counts[0] if counts[0] else float("nan")
+    novel_count = counts[1:].sum()
+    novel = correct[last, 1:].sum() / novel_count if novel_count else float("nan")
+    return {"base_acc": float(base), "novel_acc": float(novel),
+            "harmonic_mean": harmonic_mean(base, novel) if novel_count else float("nan")}
+
+
 def mtil_metrics(acc: np.ndarray) -> dict[str, float]:
     """MTIL (ZSCL/CoDyRA): Transfer = mean of the zero-shot accuracies above the
     diagonal, Average = mean over all steps of each task's column, Last = final row."""
@@ -120,8 +142,13 @@ def mtil_metrics(acc: np.ndarray) -> dict[str, float]:
     }
 
 
-def summarize(correct: np.ndarray, counts: np.ndarray, evaluate_unseen: bool = False) -> dict[str, float | None]:
-    """Every headline metric of a run, each named with its convention."""
+def summarize(correct: np.ndarray, counts: np.ndarray, evaluate_unseen: bool = False,
+              few_shot: bool = False) -> dict[str, float | None]:
+    """Every headline metric of a run, each named with its convention.
+
+    ``few_shot`` adds base/novel accuracy and their harmonic mean (FSCIL), where
+    task 0 is the base session.
+    """
     acc = accuracy_matrix(correct, counts)
     sample = step_accuracy(correct, counts, "sample")
     task = step_accuracy(correct, counts, "task")
@@ -137,4 +164,6 @@ def summarize(correct: np.ndarray, counts: np.ndarray, evaluate_unseen: bool = F
     }
     if evaluate_unseen:
         out["fwt"] = forward_transfer(acc)
+    if few_shot:
+        out.update(few_shot_metrics(correct, counts))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -14,6 +15,7 @@ import torch
 from clbench import metrics
 from clbench.backbones import build_backbone
 from clbench.context import RunContext
+from clbench.errors import ConfigError
 from clbench.evaluator import Evaluation, Evaluator, peak_rss_mb
 from clbench.features import FeatureCache
 from clbench.manifest import manifest
@@ -53,12 +55,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def build_scenario(name: str, options: dict[str, Any]) -> Scenario:
+    """Create a registered scenario; ``task_incremental`` is an option of every scenario:
+    the test phase is then told the task id, and results record it."""
+    options = dict(options)
+    task_incremental = options.pop("task_incremental", False)
+    if not isinstance(task_incremental, bool):
+        raise ConfigError(f"scenario.task_incremental must be true or false, not {task_incremental!r}",
+                          "write --set scenario.task_incremental=true")
+    scenario: Scenario = create_scenario(name, **options)
+    if task_incremental:
+        scenario = dataclasses.replace(scenario, task_incremental=True,
+                                       protocol={**scenario.protocol, "task_incremental": True})
+    return scenario
+
+
 def prepare(spec: RunSpec, cache: FeatureCache | None = None):
     """Build scenario, backbone, learner and context for ``spec`` (no learning yet)."""
     torch.set_flush_denormal(True)  # denormals make CPU ViT inference ~6x slower
     learner = create_method(spec.method, **spec.method_options)  # validates options first
-    scenario_options = dict(spec.scenario_options)
-    scenario: Scenario = create_scenario(spec.scenario, **scenario_options)
+    scenario = build_scenario(spec.scenario, spec.scenario_options)
     image_size = spec.image_size or scenario.protocol.get("image_size")
     backbone = build_backbone(spec.backbone, spec.weights, image_size)
     device = resolve_device(spec.device)
@@ -95,7 +111,8 @@ def build_result(spec: RunSpec, scenario: Scenario, learner, ctx: RunContext,
                  evaluation: Evaluation, wall_seconds: float) -> RunResult:
     acc = metrics.accuracy_matrix(evaluation.correct.clip(min=0), evaluation.counts)
     acc[evaluation.correct < 0] = float("nan")
-    summary = metrics.summarize(evaluation.correct.clip(min=0), evaluation.counts, scenario.evaluate_unseen)
+    summary = metrics.summarize(evaluation.correct.clip(min=0), evaluation.counts, scenario.evaluate_unseen,
+                                few_shot=scenario.kind == "few-shot-class-incremental")
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if ctx.device.type == "cuda" else None
     return RunResult(
         run_id=new_run_id(scenario.name, spec.method, spec.seed),

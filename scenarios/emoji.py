@@ -75,6 +75,29 @@ def emoji_classes(package: Path, vendor: str, min_per_class: int = 6) -> dict[st
             if len(items) >= min_per_class}
 
 
+def shared_classes(vendors: tuple[str, ...], min_per_class: int = 6,
+                   allow_proprietary: bool = False) -> dict[str, list[str]]:
+    """Subcategory -> the emoji images every vendor in ``vendors`` has on disk.
+
+    Passing this as ``classes=`` to :func:`read_emoji` gives all vendors one label
+    set and the same per-class image lists, hence the same held-out emoji: an
+    emoji in any vendor's test set is in no vendor's training set.
+    """
+    per_vendor = []
+    for vendor in vendors:
+        package = fetch_emoji(vendor, allow_proprietary)
+        image_dir = package / "img" / vendor / "64"
+        per_vendor.append({name: {img for img in images if (image_dir / img).exists()}
+                           for name, images in emoji_classes(package, vendor, 1).items()})
+    reference = emoji_classes(fetch_emoji(vendors[0], allow_proprietary), vendors[0], 1)
+    shared = {}
+    for name, images in reference.items():
+        kept = [img for img in images if all(img in classes.get(name, ()) for classes in per_vendor)]
+        if len(kept) >= min_per_class:
+            shared[name] = kept
+    return shared
+
+
 def split_images(images: list[str], seed: int = SPLIT_SEED) -> tuple[list[str], list[str]]:
     """Half of a class's emoji (rounded down) to test, the rest to train, by a fixed shuffle."""
     order = np.random.RandomState(seed).permutation(len(images))
