@@ -280,13 +280,13 @@ class MOS(Learner):
         if self.net is None:
             self._build()
         self.head = grow_linear(self.head, self.net.feature_dim, task.seen_classes).to(self.ctx.device)
-        new = torch.as_tensor(task.classes, dtype=torch.long)
-        self.class_task = torch.cat([self.class_task, torch.full((len(new),), task.index)])
-        self._train_adapters(task, old_class_count(task.seen_classes, len(new)))
+        # Classes met for the first time; a domain-incremental task repeats known ones.
+        classes = [int(c) for c in task.classes if c >= len(self.class_task)]
+        self.class_task = torch.cat([self.class_task, torch.full((len(classes),), task.index)])
+        self._train_adapters(task, old_class_count(task.seen_classes, len(classes)))
         for block in self.blocks:
             block.snapshot()
         labels = torch.from_numpy(task.train.labels)
-        classes = [int(c) for c in task.classes]
         if classes:
             self.gaussians.add(self.features(self.tasks_learned, task.train), labels, classes)
             first = self.features(0, task.train)

@@ -7,7 +7,6 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from synthetic_vit import synthetic_task, tiny_context
 from torch import nn
 
 from clbench.learner import seed_everything
@@ -22,6 +21,7 @@ from clbench.methods.mos import (
 )
 from clbench.methods.peft.adapter import Adapter
 from clbench.methods.vit_common import masked_cross_entropy, old_class_count
+from tests.synthetic_vit import synthetic_task, tiny_context
 
 SETTINGS = dict(epochs=1, batch_size=8, align_epochs=2, samples_per_class=16)
 
@@ -180,3 +180,15 @@ def test_same_seed_gives_the_same_predictions(two_tasks):
     again.learn(synthetic_task(0, [0, 1, 2], 3, seed=0)[0])
     again.learn(synthetic_task(1, [3, 4, 5], 6, shift=60, seed=1)[0])
     assert torch.equal(again.predict(first_test), learner.predict(first_test))
+
+
+def test_a_task_of_known_classes_in_a_new_domain_adds_no_classes():
+    seed_everything(0)
+    learner = MOS(**SETTINGS)
+    learner.setup(tiny_context())
+    learner.learn(synthetic_task(0, [0, 1], 2, seed=0)[0])
+    second, test = synthetic_task(1, [0, 1], 2, shift=80, seed=1)  # same labels, shifted pixels
+    learner.learn(second)
+    assert learner.class_task.tolist() == [0, 0] and len(learner.gaussians) == 2
+    assert learner.predict(test).shape == (len(test), 2)
+    assert all(len(block.saved) == 2 for block in learner.blocks)

@@ -6,12 +6,12 @@ import io
 
 import pytest
 import torch
-from synthetic_vit import synthetic_task, tiny_context
 
 from clbench.errors import ConfigError
 from clbench.learner import seed_everything
 from clbench.methods.peft.adapter import Adapter
 from clbench.methods.sema import SEMA, AdapterMixture, LossBuffer, expansion_layers
+from tests.synthetic_vit import synthetic_task, tiny_context
 
 SETTINGS = dict(epochs=1, descriptor_epochs=10, batch_size=8, detect_batch_size=32, expand_layers=2)
 

@@ -41,11 +41,11 @@ def test_unknown_option_is_a_one_line_error(method, capsys):
 @pytest.mark.parametrize("method", ["sema", "mos"])
 def test_a_cnn_backbone_is_refused_with_a_hint(method):
     import torch
-    from synthetic_vit import synthetic_task
 
     from clbench.backbones import Backbone
     from clbench.context import RunContext
     from clbench.features import FeatureCache
+    from tests.synthetic_vit import synthetic_task
 
     cnn = Backbone(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()),
                    name="test:cnn", weights_id="random", feature_dim=4, image_size=32)
