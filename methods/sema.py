@@ -217,7 +217,6 @@ class SEMA(Learner):
         self.net: Backbone | None = None
         self.mixtures: dict[int, AdapterMixture] = {}
         self.head: nn.Linear | None = None
-        self.known_classes = 0
         self.tasks_learned = 0
         self.decisions: list[dict[str, Any]] = []
         self.adapters_per_task: list[dict[str, int]] = []
@@ -259,7 +258,6 @@ class SEMA(Learner):
             self._train_adapters(task, known, "head only")  # every adapter is frozen: only the head moves
         for mixture in self.mixtures.values():
             mixture.freeze()
-        self.known_classes = task.seen_classes
         self.tasks_learned += 1
         counts = {str(i): len(m.adapters) for i, m in self.mixtures.items() if m.expandable}
         self.adapters_per_task.append(counts)
