@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV = $(shell bash scripts/ensure_env.sh)
 
-.PHONY: run test lint bench
+.PHONY: run test lint bench check leaderboard
 
 run:            ## fetch the offline assets, then SimpleCIL on emoji-cil
 	@venv=$(VENV) && $$venv/bin/clbench setup && $$venv/bin/clbench run $(ARGS)
@@ -16,3 +16,9 @@ lint:
 
 bench:          ## cold vs warm vs reference-way feature extraction timings
 	@venv=$(VENV) && $$venv/bin/python benchmarks/feature_cache.py
+
+check:          ## the regression gate: leaderboards/expected.csv against stored (or new) runs
+	@venv=$(VENV) && $$venv/bin/clbench check $(ARGS)
+
+leaderboard:    ## the static site from the stored runs, in leaderboards/site/
+	@venv=$(VENV) && $$venv/bin/clbench leaderboard $(ARGS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -70,9 +71,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _id_part(name: str) -> str:
+    """A name as it may appear in a run id, which is also a file name."""
+    return re.sub(r"[^A-Za-z0-9.+_-]+", "_", name).strip(".") or "_"
+
+
 def new_run_id(scenario: str, method: str, seed: int) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}-{scenario}-{method}-s{seed}-{uuid.uuid4().hex[:6]}"
+    scenario, method = _id_part(scenario), _id_part(method)
+    # 48 random bits: runs of one (scenario, method, seed) finishing in the same
+    # second (a sweep on a cluster) must not collide, or the store refuses one.
+    return f"{stamp}-{scenario}-{method}-s{seed}-{uuid.uuid4().hex[:12]}"
 
 
 class ResultsStore:
@@ -87,6 +96,9 @@ class ResultsStore:
         self.root = Path(root)
 
     def path(self, run_id: str) -> Path:
+        if _id_part(run_id) != run_id:
+            raise ClbenchError(f"run id {run_id!r} is not a plain file name",
+                               "run ids come from clbench.results.new_run_id")
         return self.root / f"{run_id}.json"
 
     def write(self, result: RunResult) -> Path:
@@ -104,12 +116,13 @@ class ResultsStore:
                 raise ClbenchError(f"a run named {result.run_id} is already stored; not overwritten") from exc
         finally:
             os.unlink(tmp)
+        _fsync_dir(self.root)
         return final
 
     def load(self, run_id: str) -> RunResult:
         path = self.path(run_id)
         if not path.exists():
-            matches = sorted(self.root.glob(f"*{run_id}*.json"))
+            matches = [p for p in self.paths() if run_id in p.stem]
             if len(matches) != 1:
                 raise ClbenchError(
                     f"no unique stored run matches {run_id!r} in {self.root}",
@@ -118,10 +131,30 @@ class ResultsStore:
             path = matches[0]
         return read_result(path)
 
-    def all(self) -> list[RunResult]:
+    def paths(self) -> list[Path]:
+        """Every stored record, oldest name first. A writer's temporary file
+        (``.tmp-*.json``, half-written or left by a killed process) is not a record:
+        pathlib's glob matches dot-files, so they are skipped by name."""
         if not self.root.exists():
             return []
-        return [read_result(p) for p in sorted(self.root.glob("*.json"))]
+        return [p for p in sorted(self.root.glob("*.json")) if not p.name.startswith(".")]
+
+    def all(self) -> list[RunResult]:
+        return [read_result(p) for p in self.paths()]
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the new name durable too: after a crash the record is there or absent."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # platforms without directory handles (Windows)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_result(path: Path) -> RunResult:
