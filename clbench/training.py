@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from clbench.data import Samples
 from clbench.errors import ConfigError
+from clbench.features import ImageDataset
 from clbench.progress import progress
 
 
@@ -52,17 +54,35 @@ class EpochLog:
 class TrainLog:
     epochs: list[EpochLog] = field(default_factory=list)
 
+    def to_dict(self) -> list[dict[str, Any]]:
+        """Plain per-epoch records (for ``Learner.extra_results`` and the RunResult)."""
+        return [asdict(e) for e in self.epochs]
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
-    if not params:
+
+def param_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
+    """Trainable parameters as optimiser groups.
+
+    ``params`` holds parameters, or dicts ``{"params": [...], "lr_scale": s}`` for
+    groups whose learning rate is ``s`` times the configured one (MOS trains its
+    head at a tenth of the adapters' rate). Frozen parameters are dropped.
+    """
+    items = list(params)
+    groups = items if items and isinstance(items[0], dict) else [{"params": items}]
+    trainable = [{"params": [p for p in g["params"] if p.requires_grad], "lr_scale": g.get("lr_scale", 1.0)}
+                 for g in groups]
+    return [g for g in trainable if g["params"]]
+
+
+def make_optimizer(params: Iterable[Any], cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = [{"params": g["params"], "lr": cfg.lr * g["lr_scale"]} for g in param_groups(params)]
+    if not groups:
         raise ConfigError("nothing to train: no parameter requires a gradient")
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     raise ConfigError(f"unknown optimizer {cfg.optimizer!r}", "use sgd, adam or adamw")
 
 
@@ -87,7 +107,7 @@ def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_
 
 
 def fit(
-    params: Iterable[torch.nn.Parameter],
+    params: Iterable[Any],
     batches: DataLoader,
     step: Callable[[Any], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]],
     cfg: TrainConfig,
@@ -95,22 +115,28 @@ def fit(
     desc: str = "train",
     after_step: Callable[[], None] | None = None,
     modules: Iterable[torch.nn.Module] = (),
+    eval_modules: Iterable[torch.nn.Module] = (),
 ) -> TrainLog:
-    """Optimise ``params`` for ``cfg.epochs`` over ``batches``.
+    """Optimise ``params`` (parameters, or groups as in ``param_groups``) for ``cfg.epochs``.
 
     ``step(batch)`` returns ``(loss, logits, targets)``; logits/targets may be None
     when accuracy is meaningless. ``after_step`` runs after every optimiser step
     (e.g. MOS's EMA merge). ``modules`` are put in train mode for the loop and
-    restored afterwards.
+    restored afterwards; ``eval_modules`` (inside them) stay in eval mode, e.g. the
+    BatchNorm layers of a frozen body whose running statistics must not move.
+    The log holds each epoch's mean loss, accuracy and final learning rate.
     """
     params = list(params)
     optimizer = make_optimizer(params, cfg)
     schedule = make_schedule(optimizer, cfg, len(batches))
     # bfloat16 autocast on GPU: same exponent range as fp32, so no loss scaling needed.
     use_amp = cfg.amp and device.type == "cuda"
-    modes = [(m, m.training) for m in modules]
-    for m, _ in modes:
+    modules, eval_modules = list(modules), list(eval_modules)
+    modes = [(m, m.training) for m in modules + eval_modules]
+    for m in modules:
         m.train()
+    for m in eval_modules:
+        m.eval()
     log = TrainLog()
     try:
         for epoch in progress(range(cfg.epochs), desc=desc, total=cfg.epochs):
@@ -121,7 +147,8 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    torch.nn.utils.clip_grad_norm_([p for g in param_groups(params) for p in g["params"]],
+                                                   cfg.grad_clip)
                 optimizer.step()
                 schedule.step()
                 if after_step is not None:
@@ -143,3 +170,38 @@ def tensor_batches(*tensors: torch.Tensor, batch_size: int, seed: int, shuffle: 
     """Shuffled mini-batches over in-memory tensors, reproducible from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def image_batches(samples: Samples, transform, batch_size: int, seed: int, shuffle: bool = True,
+                  drop_last: bool = False) -> DataLoader:
+    """Mini-batches ``(images, labels)`` of ``samples`` through ``transform``, reproducible from ``seed``.
+
+    The order comes from a generator seeded with ``seed``; random augmentations draw
+    from torch's global generator, which the Evaluator seeds, so a CPU run repeats
+    bit for bit. Loading runs in the main process (no workers) for the same reason.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(ImageDataset(samples, transform), batch_size=batch_size, shuffle=shuffle,
+                      generator=generator, drop_last=drop_last)
+
+
+def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move an image batch to ``device``; channels-last on CUDA, where convolutions prefer it."""
+    images = images.to(device, non_blocking=True)
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def classification_step(model: torch.nn.Module, device: torch.device,
+                        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+    """The usual ``step`` for ``fit``: logits of an image batch and cross-entropy (or ``loss_fn``)."""
+    loss_fn = loss_fn or torch.nn.functional.cross_entropy
+
+    def step(batch):
+        images, labels = batch
+        labels = labels.to(device)
+        logits = model(to_device(images, device))
+        return loss_fn(logits.float(), labels), logits, labels
+
+    return step

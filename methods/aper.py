@@ -1,0 +1,115 @@
+"""ADAM / APER (Zhou et al. 2023): adapt the PTM on the first task only, then prototypes.
+
+Task 0: a copy of the PTM is adapted with a parameter-efficient module
+(``peft=adapter | vpt_shallow | vpt_deep | ssf``) or fully fine-tuned
+(``full``), with a temporary linear head, then frozen. Every task (task 0
+included, after adaptation): each class's prototype is the mean of the
+concatenation [frozen PTM feature, adapted feature] of its training images
+(test-time transform); scores are cosine similarities. The frozen half comes
+from the persistent feature cache, the adapted half from the in-run cache.
+
+Adapter and VPT need a ViT backbone (``--backbone dinov2-vits14``); SSF and full
+fine-tuning also work on the CNN default.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from clbench.data import Samples
+from clbench.errors import ConfigError
+from clbench.methods.adaptation import Adapted, adapt_first_session
+from clbench.methods.frozen import PrototypeLearner
+from clbench.methods.peft import attach_adapters, attach_ssf, attach_vpt, freeze
+from clbench.registry import register_method
+from clbench.scenario import TrainTask
+from clbench.training import TrainConfig
+
+PEFT_CHOICES = ("adapter", "vpt_shallow", "vpt_deep", "ssf", "full")
+VIT_ONLY = ("adapter", "vpt_shallow", "vpt_deep")
+
+
+@register_method("aper")
+class APER(PrototypeLearner):
+    """ADAM/APER: first-task PEFT adaptation, cosine prototypes on [frozen, adapted] features."""
+
+    metric = "cosine"
+
+    def __init__(
+        self,
+        peft: str = "adapter",
+        epochs: int = 10,
+        lr: float | None = None,
+        batch_size: int = 32,
+        weight_decay: float = 5e-4,
+        optimizer: str = "sgd",
+        bottleneck: int = 16,
+        adapter_scale: float = 0.1,
+        num_prompts: int = 5,
+    ) -> None:
+        super().__init__()
+        if peft not in PEFT_CHOICES:
+            raise ConfigError(f"unknown peft {peft!r}", f"use one of {', '.join(PEFT_CHOICES)}")
+        self.peft = peft
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.bottleneck = bottleneck
+        self.adapter_scale = adapter_scale
+        self.num_prompts = num_prompts
+        self.adapted: Adapted | None = None
+
+    def train_config(self) -> TrainConfig:
+        # Full fine-tuning moves every weight: a ten times smaller step than the PEFT modules.
+        lr = self.lr if self.lr is not None else (0.001 if self.peft == "full" else 0.01)
+        return TrainConfig(
+            epochs=self.epochs,
+            lr=lr,
+            optimizer=self.optimizer,
+            schedule="cosine",
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+        )
+
+    def prepare(self, model: nn.Module) -> None:
+        if self.peft in VIT_ONLY and not hasattr(model, "embed_dim"):
+            raise ConfigError(
+                f"peft={self.peft} needs a ViT backbone, this one is {type(model).__name__}",
+                "use --backbone dinov2-vits14, or --set peft=ssf or peft=full",
+            )
+        if self.peft == "full":
+            return
+        freeze(model)
+        if self.peft == "adapter":
+            attach_adapters(model, bottleneck=self.bottleneck, scale=self.adapter_scale)
+        elif self.peft == "ssf":
+            attach_ssf(model)
+        else:
+            attach_vpt(model, num_prompts=self.num_prompts, deep=self.peft == "vpt_deep")
+
+    def learn(self, task: TrainTask) -> None:
+        if self.adapted is None:
+            self.adapted = adapt_first_session(
+                self.ctx, task, self.prepare, self.train_config(), tag=f"aper-{self.peft}"
+            )
+        super().learn(task)
+
+    def embed(self, samples: Samples) -> torch.Tensor:
+        assert self.adapted is not None, "embed() before the first task was learned"
+        return torch.cat(
+            [self.ctx.frozen_features(samples), self.adapted.features(self.ctx, samples)], dim=1
+        )
+
+    def trainable_parameters(self) -> int:
+        return 0 if self.adapted is None else self.adapted.trained_parameters
+
+    def extra_results(self) -> dict:
+        if self.adapted is None:
+            return {}
+        return {
+            "adaptation_log": self.adapted.log.to_dict(),
+            "adapted_extractor": self.adapted.extractor_id,
+        }

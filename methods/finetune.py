@@ -1,0 +1,153 @@
+"""Baselines that train the whole network: sequential fine-tuning (lower bound) and joint (upper bound).
+
+``finetune``: one copy of the PTM plus a head that grows with each task; every
+task trains network and head with cross-entropy over all seen classes on that
+task's data only (no replay, no masking), so old classes are forgotten.
+
+``joint``: at task t, a fresh copy of the PTM and a fresh head are trained on
+the union of the training data of tasks 0..t (the usual upper-bound curve: a
+non-continual model trained on everything seen so far). It stores all data, so
+it is a reference, not a continual method.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from clbench.backbones import Backbone
+from clbench.data import Samples
+from clbench.errors import ClbenchError
+from clbench.features import embed_samples
+from clbench.learner import Learner
+from clbench.methods.linear import grow_linear
+from clbench.methods.peft import count_parameters
+from clbench.registry import register_method
+from clbench.scenario import TrainTask
+from clbench.training import TrainConfig, TrainLog, classification_step, fit, image_batches
+
+
+def concat_samples(parts: list[Samples]) -> Samples:
+    """One Samples of several parts from the same dataset split (same source and loader)."""
+    first = parts[0]
+    if any(p.source != first.source or p.loader != first.loader for p in parts):
+        raise ClbenchError(
+            "cannot join samples of different sources", "joint training needs one dataset"
+        )
+    domains = None if first.domains is None else np.concatenate([p.domains for p in parts])
+    return Samples(
+        first.source,
+        np.concatenate([p.keys for p in parts]),
+        np.concatenate([p.labels for p in parts]),
+        first.loader,
+        domains,
+    )
+
+
+class WholeNetworkLearner(Learner):
+    """A trainable copy of the PTM with a linear head, trained through the shared loop."""
+
+    def __init__(
+        self,
+        epochs: int = 3,
+        lr: float = 0.01,
+        batch_size: int = 32,
+        weight_decay: float = 5e-4,
+        optimizer: str = "sgd",
+    ) -> None:
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.backbone: Backbone | None = None
+        self.head: nn.Linear | None = None
+        self.logs: list[list[dict]] = []
+
+    def train_on(self, samples: Samples, seed: int, desc: str) -> TrainLog:
+        assert self.backbone is not None and self.head is not None
+        device = self.ctx.device
+        model = nn.Sequential(self.backbone, self.head).to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        cfg = TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            schedule="cosine",
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+        )
+        batches = image_batches(samples, self.backbone.transform(train=True), self.batch_size, seed)
+        log = fit(
+            model.parameters(),
+            batches,
+            classification_step(model, device),
+            cfg,
+            device,
+            desc=desc,
+            modules=[model],
+        )
+        self.logs.append(log.to_dict())
+        return log
+
+    @torch.no_grad()
+    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
+        assert self.backbone is not None and self.head is not None, (
+            "predict() called before learn()"
+        )
+        model = nn.Sequential(self.backbone, self.head)
+        return embed_samples(
+            model,
+            samples,
+            self.backbone.transform(train=False),
+            self.ctx.device,
+            self.ctx.batch_size,
+            desc="predict",
+        )
+
+    def trainable_parameters(self) -> int:
+        if self.backbone is None or self.head is None:
+            return 0
+        return count_parameters(self.backbone) + count_parameters(self.head)
+
+    def extra_results(self) -> dict:
+        return {"train_logs": self.logs}
+
+
+@register_method("finetune")
+class Finetune(WholeNetworkLearner):
+    """Sequential fine-tuning of the whole network and a growing head, no replay: lower bound."""
+
+    def learn(self, task: TrainTask) -> None:
+        if self.backbone is None:
+            self.backbone = self.ctx.new_backbone()
+        self.head = grow_linear(self.head, self.backbone.feature_dim, task.seen_classes).to(
+            self.ctx.device
+        )
+        self.train_on(task.train, self.ctx.seed + task.index, f"finetune task {task.index}")
+
+
+@register_method("joint")
+class Joint(WholeNetworkLearner):
+    """Upper bound: at task t, train a fresh PTM copy and head on all data of tasks 0..t."""
+
+    def __init__(
+        self,
+        epochs: int = 3,
+        lr: float = 0.01,
+        batch_size: int = 32,
+        weight_decay: float = 5e-4,
+        optimizer: str = "sgd",
+    ) -> None:
+        super().__init__(epochs, lr, batch_size, weight_decay, optimizer)
+        self.seen: list[Samples] = []
+
+    def learn(self, task: TrainTask) -> None:
+        self.seen.append(task.train)
+        self.backbone = self.ctx.new_backbone()
+        self.head = nn.Linear(self.backbone.feature_dim, task.seen_classes).to(self.ctx.device)
+        self.train_on(
+            concat_samples(self.seen), self.ctx.seed + task.index, f"joint up to task {task.index}"
+        )

@@ -1,0 +1,52 @@
+"""Pieces shared by the methods that adapt a ViT together with a classifier head.
+
+``trainable_vit`` gives a method its own frozen copy of the run's backbone (a
+clear error for a non-ViT backbone). SEMA and MOS train a linear head over all classes seen so far while the
+current task's data contains only new classes; both mask the old classes'
+logits out of the loss (PILOT's ``logits[:, :known] = -inf``) so that a task
+never pushes old classes down: the old rows of the head get no gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from clbench.backbones import Backbone
+from clbench.context import RunContext
+from clbench.errors import ConfigError
+from clbench.methods.peft.common import freeze, vit_blocks
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, known_classes: int) -> torch.Tensor:
+    """Cross-entropy over the classes ``>= known_classes`` only (old logits set to -inf).
+
+    ``masked_fill`` (not in-place assignment) keeps the logits' graph intact: the
+    masked entries get an exactly zero gradient.
+    """
+    if known_classes == 0:
+        return F.cross_entropy(logits, targets)
+    mask = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+    mask[:known_classes] = True
+    return F.cross_entropy(logits.masked_fill(mask, float("-inf")), targets)
+
+
+
+def old_class_count(seen_classes: int, new_classes: int) -> int:
+    """How many leading logits to mask for a task: the classes learned before it.
+
+    A task that brings no new classes (a new domain of known classes) masks
+    nothing, since all its labels are old ones.
+    """
+    return seen_classes - new_classes if new_classes else 0
+
+
+def trainable_vit(ctx: RunContext, method: str) -> Backbone:
+    """A frozen copy of the run's backbone, checked to be a timm-style ViT (adapters go in its blocks)."""
+    net = freeze(ctx.new_backbone())
+    try:
+        vit_blocks(net.model)
+    except TypeError as exc:
+        raise ConfigError(f"{method} adapts the blocks of a ViT, but the backbone is {ctx.backbone.name}",
+                          "use --backbone dinov2-vits14 or --backbone timm:vit_... (with --weights offline)") from exc
+    return net

@@ -1,0 +1,105 @@
+"""The shared training loop: schedules, logs, eval-mode modules, seeded image batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from clbench._compat import ensure_torchvision_importable
+from clbench.data import Samples
+from clbench.errors import ConfigError
+from clbench.training import (
+    TrainConfig,
+    classification_step,
+    fit,
+    image_batches,
+    make_optimizer,
+    make_schedule,
+    tensor_batches,
+)
+
+
+def toy_problem(n: int = 64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 5, generator=g)
+    y = (x[:, 0] > 0).long()
+    return x, y
+
+
+def train_once(seed: int = 0):
+    torch.manual_seed(seed)
+    model = nn.Linear(5, 2)
+    x, y = toy_problem()
+    log = fit(
+        model.parameters(),
+        tensor_batches(x, y, batch_size=16, seed=seed),
+        classification_step(model, torch.device("cpu")),
+        TrainConfig(epochs=5, lr=0.5, grad_clip=1.0),
+        torch.device("cpu"),
+        modules=[model],
+    )
+    return model, log
+
+
+def test_fit_learns_logs_and_repeats_bit_for_bit():
+    model, log = train_once()
+    assert [e.epoch for e in log.epochs] == list(range(5))
+    assert log.epochs[-1].loss < log.epochs[0].loss and log.epochs[-1].accuracy > 0.9
+    assert log.to_dict()[0].keys() == {"epoch", "loss", "accuracy", "lr"}
+    again, log2 = train_once()
+    assert torch.equal(model.weight, again.weight) and log.to_dict() == log2.to_dict()
+
+
+def test_schedules():
+    p = [nn.Parameter(torch.zeros(1))]
+    cfg = TrainConfig(epochs=4, lr=1.0, schedule="multistep", milestones=(1, 3), gamma=0.5)
+    opt = make_optimizer(p, cfg)
+    sched = make_schedule(opt, cfg, steps_per_epoch=2)
+    lrs = []
+    for _ in range(8):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs == [1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
+    with pytest.raises(ConfigError, match="nothing to train"):
+        make_optimizer([nn.Parameter(torch.zeros(1), requires_grad=False)], cfg)
+    with pytest.raises(ConfigError, match="optimizer"):
+        make_optimizer(p, TrainConfig(optimizer="lbfgs"))
+
+
+def test_eval_modules_stay_in_eval_mode():
+    bn = nn.BatchNorm1d(5)
+    model = nn.Sequential(bn, nn.Linear(5, 2)).eval()
+    x, y = toy_problem()
+    fit(
+        model.parameters(),
+        tensor_batches(x, y, batch_size=16, seed=0),
+        classification_step(model, torch.device("cpu")),
+        TrainConfig(epochs=1),
+        torch.device("cpu"),
+        modules=[model],
+        eval_modules=[bn],
+    )
+    assert torch.equal(bn.running_mean, torch.zeros(5))  # statistics did not move
+    assert not model.training and not bn.training  # modes restored
+
+
+def test_image_batches_are_seeded():
+    images = np.random.RandomState(0).randint(0, 255, (10, 8, 8, 3), dtype=np.uint8)
+
+    def loader(key: str) -> Image.Image:
+        return Image.fromarray(images[int(key)])
+
+    samples = Samples("toy", [str(i) for i in range(10)], list(range(10)), loader)
+    ensure_torchvision_importable()
+    from torchvision import transforms as T
+
+    def order(seed):
+        return torch.cat([y for _, y in image_batches(samples, T.ToTensor(), 4, seed)]).tolist()
+
+    assert order(3) == order(3) and sorted(order(3)) == list(range(10)) and order(3) != order(4)
+    x, _ = next(iter(image_batches(samples, T.ToTensor(), 4, 0, shuffle=False)))
+    assert x.shape == (4, 3, 8, 8)
