@@ -47,6 +47,8 @@ def backend_name(tensor: torch.Tensor) -> str:
     choice = os.environ.get("CLBENCH_KERNELS", "auto")
     if choice == "torch" or not triton_installed():
         return "torch"
+    if tensor.dtype == torch.float64:
+        return "torch"  # float64 is the exact-statistics request; the Triton kernels are fp32
     if tensor.is_cuda:
         return "triton"
     interpreting = os.environ.get("TRITON_INTERPRET") == "1"

@@ -36,9 +36,13 @@ KNN_MIN_COLS, KNN_MAX_COLS = 1024, 16384
 
 
 def fp32_rows(x: torch.Tensor, start: int, stop: int, normalize: bool) -> torch.Tensor:
-    """Rows start:stop as fp32, L2-normalised if asked; a view when nothing changes."""
+    """Rows start:stop as fp32, L2-normalised if asked; a view when nothing changes.
+
+    float64 rows stay float64: a caller that needs exact statistics (the LDA
+    head, whose covariance solve amplifies rounding) asks by passing float64.
+    """
     rows = x[start:stop]
-    if rows.dtype != torch.float32:
+    if rows.dtype not in (torch.float32, torch.float64):
         rows = rows.float()
     if normalize:
         inv = torch.linalg.vector_norm(rows, dim=1).clamp_min_(NORM_EPS).reciprocal_()
@@ -62,7 +66,8 @@ def class_stats(
     shifted by one fixed vector m (the mean of the first rows), so the fp32 sums
     and the fp32 Gram product see only the spread of the data, not a large
     common mean (LDA's within-class scatter is a difference of large numbers);
-    the exact float64 correction is added once at the end.
+    the exact float64 correction is added once at the end. float64 features
+    are accumulated in float64 throughout (exact, about twice the cost).
     """
     labels = check_stats_inputs(features, labels, num_classes, stats)
     rows, dims = features.shape
@@ -97,8 +102,9 @@ class _ShiftedGram:
     def __init__(self, features: torch.Tensor, normalize: bool, block: int) -> None:
         dims = features.shape[1]
         self.shift = fp32_rows(features, 0, min(block, 1024), normalize).mean(0)
-        self.buffer = torch.empty(min(block, features.shape[0]), dims, device=features.device)
-        self.fp32 = torch.zeros(dims, dims, device=features.device)
+        dtype = self.shift.dtype  # float64 inputs keep a float64 Gram (exact statistics)
+        self.buffer = torch.empty(min(block, features.shape[0]), dims, dtype=dtype, device=features.device)
+        self.fp32 = torch.zeros(dims, dims, dtype=dtype, device=features.device)
         self.fp64 = torch.zeros(dims, dims, dtype=torch.float64, device=features.device)
         self.pending = 0
 
@@ -130,7 +136,7 @@ def _class_sums(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Ten
     n = x.shape[0]
     rows = torch.stack([y, torch.arange(n, device=x.device)])
     one_hot = torch.sparse_coo_tensor(
-        rows, torch.ones(n, device=x.device), (num_classes, n), check_invariants=False
+        rows, torch.ones(n, dtype=x.dtype, device=x.device), (num_classes, n), check_invariants=False
     )  # labels were range-checked once for the whole call
     return torch.sparse.mm(one_hot, x)
 

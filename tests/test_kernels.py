@@ -296,3 +296,17 @@ def test_frozen_methods_call_the_kernels_across_tasks():
     close(knn.bank_norms, x.norm(dim=1), 1e-6)
     means = kernels.class_stats(x, y_all, 4).means.float()
     close(simple.score(q), kernels.prototype_scores(q, means, "cosine"), 1e-6)
+
+
+def test_float64_features_give_exact_float64_statistics():
+    """The LDA head asks for exact statistics by passing float64: no fp32 rounding."""
+    from clbench.kernels import backend_name, class_stats
+
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(500, 24, generator=g, dtype=torch.float64) + 40.0)
+    y = torch.randint(0, 5, (500,), generator=g)
+    stats = class_stats(x, y, 5, outer=True)
+    torch.testing.assert_close(stats.outer, x.T @ x, rtol=1e-13, atol=0)
+    sums = torch.zeros(5, 24, dtype=torch.float64).index_add_(0, y, x)
+    torch.testing.assert_close(stats.sums, sums, rtol=1e-13, atol=0)
+    assert backend_name(x) == "torch"
