@@ -96,7 +96,11 @@ class LDALearner(FeatureLearner):
         self._head: LDAHead | None = None
 
     def absorb(self, features: torch.Tensor, labels: torch.Tensor, seen_classes: int) -> None:
-        self.stats = class_stats(features, labels, seen_classes, outer=True, stats=self.stats)
+        # float64 in: the kernel keeps exact float64 statistics, because the covariance
+        # solve amplifies fp32 rounding in the scatter (1e-5 heads need exact sums).
+        self.stats = class_stats(
+            features.double(), labels, seen_classes, outer=True, stats=self.stats
+        )
         self._head = None  # solved again on the next predict
 
     def score(self, features: torch.Tensor) -> torch.Tensor:
