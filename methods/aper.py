@@ -39,7 +39,7 @@ class APER(PrototypeLearner):
     def __init__(
         self,
         peft: str = "adapter",
-        epochs: int = 10,
+        epochs: int = 5,
         lr: float | None = None,
         batch_size: int = 32,
         weight_decay: float = 5e-4,

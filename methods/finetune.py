@@ -50,7 +50,7 @@ class WholeNetworkLearner(Learner):
 
     def __init__(
         self,
-        epochs: int = 3,
+        epochs: int = 1,
         lr: float = 0.01,
         batch_size: int = 32,
         weight_decay: float = 5e-4,
@@ -135,7 +135,7 @@ class Joint(WholeNetworkLearner):
 
     def __init__(
         self,
-        epochs: int = 3,
+        epochs: int = 1,
         lr: float = 0.01,
         batch_size: int = 32,
         weight_decay: float = 5e-4,
