@@ -8,6 +8,10 @@ concatenation [frozen PTM feature, adapted feature] of its training images
 (test-time transform); scores are cosine similarities. The frozen half comes
 from the persistent feature cache, the adapted half from the in-run cache.
 
+Defaults: SGD (momentum 0.9), lr 0.01 (0.001 for ``full``), weight decay 5e-4,
+batch 32, cosine schedule, 20 epochs: the emoji first task has about 85 images
+(3 steps per epoch), and 5 epochs left the adapter at 40% training accuracy.
+
 Adapter and VPT need a ViT backbone (``--backbone dinov2-vits14``); SSF and full
 fine-tuning also work on the CNN default.
 """
@@ -39,7 +43,7 @@ class APER(PrototypeLearner):
     def __init__(
         self,
         peft: str = "adapter",
-        epochs: int = 10,
+        epochs: int = 20,
         lr: float | None = None,
         batch_size: int = 32,
         weight_decay: float = 5e-4,

@@ -10,7 +10,7 @@ Reference hyper-parameters (EfficientNet-B0, CIFAR-100): Adam lr 5e-3, 200
 epochs, batch 256, weight decay 1e-6, MultiStep at epochs [50, 100, 150] with
 gamma 0.7; covariance of all features + identity. clbench keeps the optimiser,
 learning rate, weight decay, gamma and milestone *fractions* (1/4, 1/2, 3/4 of
-the epochs) but defaults to 10 epochs of batch 32, which a 2-core CPU runs in
+the epochs) but defaults to 5 epochs of batch 32, which a 2-core CPU runs in
 about a minute on the emoji data's small first session; pass
 ``--set epochs=200 batch_size=256`` for the reference schedule.
 """
@@ -41,7 +41,7 @@ class FSA(LDALearner):
     def __init__(
         self,
         adapt: str = "full",
-        epochs: int = 10,
+        epochs: int = 5,
         lr: float = 5e-3,
         batch_size: int = 32,
         weight_decay: float = 1e-6,

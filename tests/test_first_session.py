@@ -1,0 +1,132 @@
+"""ADAM/APER, FSA, finetune and joint on a tiny synthetic stream (fast, no assets)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clbench.backbones import Backbone
+from clbench.context import RunContext
+from clbench.data import ArrayLoader, LabelledData, Samples
+from clbench.errors import ConfigError
+from clbench.evaluator import Evaluator
+from clbench.features import FeatureCache
+from clbench.methods.aper import APER
+from clbench.methods.finetune import Finetune, Joint, concat_samples
+from clbench.methods.fsa import FSA
+from clbench.methods.peft import Adapter, count_parameters
+from clbench.scenario import class_incremental
+
+DIM, DEPTH, SIZE, CLASSES = 32, 2, 28, 6
+
+
+def toy_data() -> LabelledData:
+    """Six classes of 28 px images, each class a colour plus noise."""
+    rng = np.random.RandomState(0)
+    colours = rng.randint(0, 255, (CLASSES, 3))
+
+    def part(prefix: str, n: int) -> Samples:
+        labels = np.repeat(np.arange(CLASSES), n)
+        noise = rng.randint(-40, 40, (len(labels), SIZE, SIZE, 3))
+        images = np.clip(colours[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+        return Samples(f"toy/{prefix}", [f"{prefix}/{i}" for i in range(len(labels))], labels,
+                       ArrayLoader(images))
+
+    return LabelledData("toy", [f"c{i}" for i in range(CLASSES)], part("train", 6), part("test", 4))
+
+
+def tiny_vit_backbone() -> Backbone:
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=SIZE, patch_size=7, embed_dim=DIM, depth=DEPTH, num_heads=2,
+                              init_values=0.5, num_classes=0)
+    return Backbone(model.eval(), name="tiny-vit", weights_id="seed0", feature_dim=DIM, image_size=SIZE)
+
+
+def tiny_cnn_backbone() -> Backbone:
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+    return Backbone(model.eval(), name="tiny-cnn", weights_id="seed0", feature_dim=model.num_features,
+                    image_size=SIZE)
+
+
+def run(learner, backbone=None):
+    scenario = class_incremental(toy_data(), "toy", num_tasks=3)
+    ctx = RunContext(backbone=backbone or tiny_vit_backbone(), cache=FeatureCache(None), seed=7)
+    frozen = {k: v.clone() for k, v in ctx.backbone.state_dict().items()}
+    evaluation = Evaluator(scenario, learner, ctx).run()
+    for k, v in ctx.backbone.state_dict().items():  # the shared PTM is never modified
+        assert torch.equal(v, frozen[k]), k
+    return evaluation
+
+
+@pytest.mark.parametrize("peft", ["adapter", "vpt_shallow", "vpt_deep", "ssf", "full"])
+def test_aper_variants_adapt_once_and_concatenate(peft):
+    learner = APER(peft=peft, epochs=2, bottleneck=4, num_prompts=3, lr=0.05)
+    evaluation = run(learner)
+    assert (evaluation.correct >= 0).sum() == 6  # lower triangle of a 3-task run
+    assert learner.stats.sums.shape == (CLASSES, 2 * DIM)  # [frozen, adapted] prototypes
+    expected = {"adapter": DEPTH * Adapter.num_parameters(DIM, 4), "vpt_shallow": 3 * DIM,
+                "vpt_deep": DEPTH * 3 * DIM}
+    trained = evaluation.trainable_parameters
+    assert len(set(trained)) == 1 and trained[0] == expected.get(peft, trained[0]) > 0
+    if peft == "full":
+        assert trained[0] == count_parameters(tiny_vit_backbone())
+    assert len(learner.adapted.log.epochs) == 2
+
+
+def test_aper_is_deterministic_and_rejects_vit_modules_on_a_cnn():
+    first = run(APER(peft="adapter", epochs=1, bottleneck=4)).correct
+    again = run(APER(peft="adapter", epochs=1, bottleneck=4)).correct
+    np.testing.assert_array_equal(first, again)
+    with pytest.raises(ConfigError, match="needs a ViT"):
+        run(APER(peft="vpt_deep", epochs=1), tiny_cnn_backbone())
+    with pytest.raises(ConfigError, match="unknown peft"):
+        APER(peft="prefix")
+
+
+@pytest.mark.parametrize("adapt", ["full", "film"])
+def test_fsa_keeps_statistics_not_features(adapt):
+    learner = FSA(adapt=adapt, epochs=2)
+    evaluation = run(learner)
+    assert learner.stats.outer.shape == (DIM, DIM) and learner.stats.counts.sum() == CLASSES * 6
+    held = [v for v in vars(learner).values() if isinstance(v, torch.Tensor)]
+    assert not held  # no feature matrix is kept between tasks
+    film_params = 2 * DIM * (2 * DEPTH + 1)  # gamma and beta after every LayerNorm
+    assert evaluation.trainable_parameters[-1] == (film_params if adapt == "film" else
+                                                   count_parameters(tiny_vit_backbone()))
+
+
+def test_fsa_schedule_keeps_the_reference_fractions():
+    assert FSA(epochs=200).train_config().milestones == (50, 100, 150)
+    assert FSA(epochs=8).train_config().milestones == (2, 4, 6)
+    assert FSA().train_config().optimizer == "adam" and FSA().train_config().gamma == 0.7
+
+
+def test_fsa_film_on_a_cnn_keeps_batchnorm_statistics():
+    learner = FSA(adapt="film", epochs=1)
+    backbone = tiny_cnn_backbone()
+    run(learner, backbone)
+    adapted = dict(learner.adapted.backbone.named_buffers())
+    statistics = [n for n, _ in backbone.named_buffers() if "running_" in n]
+    assert statistics and all(n in adapted for n in statistics)  # FiLM sits inside bn.act
+    for name, buffer in backbone.named_buffers():
+        if name in statistics:
+            assert torch.equal(adapted[name], buffer), name
+
+
+def test_finetune_and_joint():
+    finetune = Finetune(epochs=2, lr=0.05)
+    result = run(finetune)
+    assert finetune.head.out_features == CLASSES and len(finetune.logs) == 3
+    joint = Joint(epochs=1, lr=0.05)
+    run(joint)
+    assert [len(log) for log in joint.logs] == [1, 1, 1]
+    assert sum(len(s) for s in joint.seen) == CLASSES * 6 and result.trainable_parameters[-1] > 0
+    data = toy_data()
+    with pytest.raises(Exception, match="different sources"):
+        concat_samples([data.train, data.test])
