@@ -22,7 +22,10 @@ def walk(name: str, folder: str):
     yield name
     for child in sorted(os.listdir(folder)):
         path = os.path.join(folder, child)
-        if os.path.isfile(os.path.join(path, "__init__.py")) and f"{name}.{child}" not in PACKAGE_DIRS:
+        if (
+            os.path.isfile(os.path.join(path, "__init__.py"))
+            and f"{name}.{child}" not in PACKAGE_DIRS
+        ):
             yield from walk(f"{name}.{child}", path)
 
 

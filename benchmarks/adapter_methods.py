@@ -52,14 +52,23 @@ def main() -> None:
     print("| method | Ā | last | forgetting | wall s | trainable params | |")
     print("|---|---|---|---|---|---|---|")
     for method, options in overrides(args.sets).items():
-        spec = RunSpec(scenario=args.scenario, method=method, backbone=args.backbone, image_size=args.image_size,
-                       method_options=options, scenario_options={"num_tasks": args.tasks})
+        spec = RunSpec(
+            scenario=args.scenario,
+            method=method,
+            backbone=args.backbone,
+            image_size=args.image_size,
+            method_options=options,
+            scenario_options={"num_tasks": args.tasks},
+        )
         began = time.perf_counter()
         result = run(spec, store=store)
         m = result.metrics
-        print(f"| {method} {options or ''} | {100 * m['avg_acc_sample']:.2f} | {100 * m['last_acc_sample']:.2f} | "
-              f"{100 * m['forgetting_pilot']:.2f} | {time.perf_counter() - began:.0f} | "
-              f"{result.trainable_parameters[-1]:,} | {describe(method, result.extra)} |", flush=True)
+        print(
+            f"| {method} {options or ''} | {100 * m['avg_acc_sample']:.2f} | {100 * m['last_acc_sample']:.2f} | "
+            f"{100 * m['forgetting_pilot']:.2f} | {time.perf_counter() - began:.0f} | "
+            f"{result.trainable_parameters[-1]:,} | {describe(method, result.extra)} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

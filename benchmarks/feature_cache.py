@@ -43,29 +43,45 @@ def timed(spec: RunSpec, cache: FeatureCache):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scenario", default="emoji-cil")
     parser.add_argument("--method", default="simplecil")
     parser.add_argument("--backbone", default="efficientnet-lite0")
     args = parser.parse_args()
     os.environ.setdefault("CLBENCH_PROGRESS", "0")
     spec = RunSpec(scenario=args.scenario, method=args.method, backbone=args.backbone)
-    run(RunSpec(scenario=args.scenario, method=args.method, backbone=args.backbone,
-                scenario_options={"num_tasks": 1}), cache=FeatureCache(None))  # warm up: assets, threads
+    run(
+        RunSpec(
+            scenario=args.scenario,
+            method=args.method,
+            backbone=args.backbone,
+            scenario_options={"num_tasks": 1},
+        ),
+        cache=FeatureCache(None),
+    )  # warm up: assets, threads
 
     with tempfile.TemporaryDirectory() as tmp:
         reference_s, reference = timed(spec, ReextractingCache(None))
         cold_s, cold = timed(spec, FeatureCache(Path(tmp)))
         warm_s, warm = timed(spec, FeatureCache(Path(tmp)))
     same = reference.correct_matrix == cold.correct_matrix == warm.correct_matrix
-    rows = [("reference (re-extract)", reference_s, reference), ("clbench cold", cold_s, cold),
-            ("clbench warm", warm_s, warm)]
-    print(f"{args.method} on {args.scenario} ({len(cold.test_counts)} tasks), {args.backbone}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    rows = [
+        ("reference (re-extract)", reference_s, reference),
+        ("clbench cold", cold_s, cold),
+        ("clbench warm", warm_s, warm),
+    ]
+    print(
+        f"{args.method} on {args.scenario} ({len(cold.test_counts)} tasks), {args.backbone}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print(f"{'run':<24}{'wall s':>9}{'images embedded':>17}{'embed s':>9}")
     for name, seconds, result in rows:
         t = result.timings
-        print(f"{name:<24}{seconds:>9.2f}{t['features_extracted']:>17}{t['feature_extraction_seconds']:>9.2f}")
+        print(
+            f"{name:<24}{seconds:>9.2f}{t['features_extracted']:>17}{t['feature_extraction_seconds']:>9.2f}"
+        )
     print(f"cold vs reference: {reference_s / cold_s:.2f}x faster (goal >= 1.5x)")
     print(f"warm vs cold:      {cold_s / warm_s:.1f}x faster (goal >= 20x)")
     print(f"identical accuracy matrices: {same}")

@@ -36,7 +36,9 @@ def real_run(folder: Path) -> RunResult:
     return run(RunSpec(method="simplecil"))
 
 
-def perturbed(base: RunResult, method: str, seed: int, scenario_option: int | None, rng) -> RunResult:
+def perturbed(
+    base: RunResult, method: str, seed: int, scenario_option: int | None, rng
+) -> RunResult:
     result = copy.deepcopy(base)
     counts = np.asarray(base.test_counts)
     correct = np.array([[-1 if v is None else v for v in row] for row in base.correct_matrix])
@@ -66,7 +68,9 @@ def cpu_seconds() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default=None, help="where to find the real run (default: the results store)")
+    parser.add_argument(
+        "--runs", default=None, help="where to find the real run (default: the results store)"
+    )
     parser.add_argument("--count", type=int, default=100)
     args = parser.parse_args()
 
@@ -74,7 +78,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     runs = []
     for n in range(args.count):
-        method, seed, variant = f"method-{n % 10}", 1993 + (n // 10) % 5, None if n < args.count // 2 else 1
+        method, seed, variant = (
+            f"method-{n % 10}",
+            1993 + (n // 10) % 5,
+            None if n < args.count // 2 else 1,
+        )
         runs.append(perturbed(base, method, seed, variant, rng))
     print(f"base run: {base.run_id} ({len(base.test_counts)} tasks); {len(runs)} synthetic runs")
 
@@ -86,16 +94,33 @@ def main() -> None:
         loaded = store.all()
         load_seconds = time.perf_counter() - began
         rows = []
-        for label, workers, reuse in (("cold, 1 process", 1, False), ("cold, all cores", None, False),
-                                      ("warm (figures reused)", None, True)):
+        for label, workers, reuse in (
+            ("cold, 1 process", 1, False),
+            ("cold, all cores", None, False),
+            ("warm (figures reused)", None, True),
+        ):
             cpu_before = cpu_seconds()
             site = build_site(loaded, Path(tmp) / "site", reuse=reuse, workers=workers)
-            rows.append((label, site.seconds, cpu_seconds() - cpu_before, site.figures_drawn, site.figures_reused))
-    print(f"reading {len(loaded)} records: {load_seconds:.2f}s; {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f} (other processes slow the figures down)")
-    print(f"{'build':<24}{'wall s':>8}{'CPU s':>8}{'figures drawn':>15}{'reused':>8}{'wall s per run':>16}")
+            rows.append(
+                (
+                    label,
+                    site.seconds,
+                    cpu_seconds() - cpu_before,
+                    site.figures_drawn,
+                    site.figures_reused,
+                )
+            )
+    print(
+        f"reading {len(loaded)} records: {load_seconds:.2f}s; {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} (other processes slow the figures down)"
+    )
+    print(
+        f"{'build':<24}{'wall s':>8}{'CPU s':>8}{'figures drawn':>15}{'reused':>8}{'wall s per run':>16}"
+    )
     for label, seconds, cpu, drawn, reused in rows:
-        print(f"{label:<24}{seconds:>8.2f}{cpu:>8.2f}{drawn:>15}{reused:>8}{seconds / len(runs):>16.3f}")
+        print(
+            f"{label:<24}{seconds:>8.2f}{cpu:>8.2f}{drawn:>15}{reused:>8}{seconds / len(runs):>16.3f}"
+        )
 
 
 if __name__ == "__main__":

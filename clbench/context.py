@@ -30,8 +30,14 @@ class RunContext:
         """Embeddings of the frozen pretrained backbone, served from the feature cache."""
         return self.features(self.backbone, self.backbone.cache_id, samples)
 
-    def features(self, model: torch.nn.Module, extractor_id: str, samples: Samples,
-                 transform=None, persist: bool = True) -> torch.Tensor:
+    def features(
+        self,
+        model: torch.nn.Module,
+        extractor_id: str,
+        samples: Samples,
+        transform=None,
+        persist: bool = True,
+    ) -> torch.Tensor:
         """Embeddings of any frozen ``model`` cached under ``extractor_id``.
 
         Callers must give each distinct network its own id; a network that exists
@@ -39,8 +45,13 @@ class RunContext:
         """
         model.to(self.device)
         return self.cache.get(
-            model, extractor_id, samples, transform or self.backbone.transform(train=False),
-            self.device, self.batch_size, persist=persist,
+            model,
+            extractor_id,
+            samples,
+            transform or self.backbone.transform(train=False),
+            self.device,
+            self.batch_size,
+            persist=persist,
         )
 
     def new_backbone(self) -> Backbone:

@@ -92,8 +92,9 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
             raise ConnectionError(f"connection closed after {written} of {expected} bytes")
 
 
-def download(remote: RemoteFile, folder: Path, retries: int = 3, timeout: float = 60.0,
-             quiet: bool = False) -> Path:
+def download(
+    remote: RemoteFile, folder: Path, retries: int = 3, timeout: float = 60.0, quiet: bool = False
+) -> Path:
     """Download ``remote`` into ``folder`` (resuming a ``.part`` file), verify, return its path."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / remote.filename

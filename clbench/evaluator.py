@@ -47,8 +47,14 @@ def peak_rss_mb() -> float:
 
 
 class Evaluator:
-    def __init__(self, scenario: Scenario, learner: Learner, ctx: RunContext,
-                 checkpoint_dir: Path | None = None, on_task_end=None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        learner: Learner,
+        ctx: RunContext,
+        checkpoint_dir: Path | None = None,
+        on_task_end=None,
+    ) -> None:
         self.scenario = scenario
         self.learner = learner
         self.ctx = ctx
@@ -67,11 +73,15 @@ class Evaluator:
         scores = self.learner.predict(task.test, task_id=task_id)
         expected_width = self.scenario.tasks[step].seen_classes
         if scores.shape[0] != len(task.test):
-            raise RuntimeError(f"{type(self.learner).__name__}.predict returned {scores.shape[0]} rows "
-                               f"for {len(task.test)} samples")
+            raise RuntimeError(
+                f"{type(self.learner).__name__}.predict returned {scores.shape[0]} rows "
+                f"for {len(task.test)} samples"
+            )
         if scores.shape[1] > expected_width and self.scenario.kind != "domain-incremental":
-            raise RuntimeError(f"{type(self.learner).__name__}.predict scored {scores.shape[1]} classes "
-                               f"after task {step}, but only {expected_width} have been seen")
+            raise RuntimeError(
+                f"{type(self.learner).__name__}.predict scored {scores.shape[1]} classes "
+                f"after task {step}, but only {expected_width} have been seen"
+            )
         predictions = scores.argmax(dim=1).cpu().numpy()
         return int((predictions == task.test.labels).sum())
 
@@ -80,8 +90,10 @@ class Evaluator:
         n = scenario.num_tasks
         seed_everything(self.ctx.seed)
         learner.setup(self.ctx)
-        result = Evaluation(correct=np.full((n, n), -1, dtype=np.int64),
-                            counts=np.array([len(t.test) for t in scenario.tasks], dtype=np.int64))
+        result = Evaluation(
+            correct=np.full((n, n), -1, dtype=np.int64),
+            counts=np.array([len(t.test) for t in scenario.tasks], dtype=np.int64),
+        )
         start = 0
         if resume:
             start = self._restore(result)

@@ -90,7 +90,9 @@ class FeatureCache:
         assert self.root is not None
         return self.root / digest
 
-    def _load(self, extractor_id: str, source: str, from_disk: bool = True) -> dict[str, np.ndarray]:
+    def _load(
+        self, extractor_id: str, source: str, from_disk: bool = True
+    ) -> dict[str, np.ndarray]:
         key = (extractor_id, source)
         if key in self._memory:
             return self._memory[key]
@@ -144,8 +146,9 @@ class FeatureCache:
             start = time.perf_counter()
             position = {k: i for i, k in enumerate(samples.keys)}
             todo = samples.subset([position[k] for k in missing])
-            matrix = embed_samples(model, todo, transform, device, batch_size,
-                                   desc=f"features {samples.source}").numpy()
+            matrix = embed_samples(
+                model, todo, transform, device, batch_size, desc=f"features {samples.source}"
+            ).numpy()
             self.stats.extract_seconds += time.perf_counter() - start
             self.stats.extracted += len(missing)
             if persist:

@@ -10,19 +10,33 @@ from pathlib import Path
 
 import torch
 
-PACKAGES = ("clbench", "torch", "torchvision", "timm", "open_clip_torch", "numpy", "avalanche-lib", "triton")
+PACKAGES = (
+    "clbench",
+    "torch",
+    "torchvision",
+    "timm",
+    "open_clip_torch",
+    "numpy",
+    "avalanche-lib",
+    "triton",
+)
 
 
 def git_commit(path: Path | None = None) -> str | None:
     """The commit of the clbench checkout (with ``+dirty`` for uncommitted changes)."""
     path = path or Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
         if not commit:
             return None
-        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None

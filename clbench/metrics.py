@@ -21,7 +21,9 @@ def accuracy_matrix(correct: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return np.where(counts[None, :] > 0, correct / counts[None, :], np.nan)
 
 
-def step_accuracy(correct: np.ndarray, counts: np.ndarray, convention: str = "sample") -> np.ndarray:
+def step_accuracy(
+    correct: np.ndarray, counts: np.ndarray, convention: str = "sample"
+) -> np.ndarray:
     """Accuracy after each step over all tasks seen so far.
 
     ``sample`` (PILOT/PyCIL): top-1 over all test samples of the seen tasks.
@@ -75,7 +77,9 @@ def forgetting(acc: np.ndarray, convention: str = "pilot") -> float:
         elif convention == "avalanche":
             best = acc[i, i]
         else:
-            raise ValueError(f"unknown forgetting convention {convention!r}: use {FORGETTING_CONVENTIONS}")
+            raise ValueError(
+                f"unknown forgetting convention {convention!r}: use {FORGETTING_CONVENTIONS}"
+            )
         values.append(best - acc[last, i])
     return float(np.mean(values))
 
@@ -125,8 +129,11 @@ def few_shot_metrics(correct: np.ndarray, counts: np.ndarray) -> dict[str, float
     base = correct[last, 0] / counts[0] if counts[0] else float("nan")
     novel_count = counts[1:].sum()
     novel = correct[last, 1:].sum() / novel_count if novel_count else float("nan")
-    return {"base_acc": float(base), "novel_acc": float(novel),
-            "harmonic_mean": harmonic_mean(base, novel) if novel_count else float("nan")}
+    return {
+        "base_acc": float(base),
+        "novel_acc": float(novel),
+        "harmonic_mean": harmonic_mean(base, novel) if novel_count else float("nan"),
+    }
 
 
 def mtil_metrics(acc: np.ndarray) -> dict[str, float]:
@@ -142,8 +149,9 @@ def mtil_metrics(acc: np.ndarray) -> dict[str, float]:
     }
 
 
-def summarize(correct: np.ndarray, counts: np.ndarray, evaluate_unseen: bool = False,
-              few_shot: bool = False) -> dict[str, float | None]:
+def summarize(
+    correct: np.ndarray, counts: np.ndarray, evaluate_unseen: bool = False, few_shot: bool = False
+) -> dict[str, float | None]:
     """Every headline metric of a run, each named with its convention.
 
     ``few_shot`` adds base/novel accuracy and their harmonic mean (FSCIL), where

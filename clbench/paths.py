@@ -8,9 +8,10 @@ from pathlib import Path
 
 def cache_root() -> Path:
     """Downloads, converted weights and the feature cache: ``$CLBENCH_CACHE``."""
-    base = os.environ.get("CLBENCH_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")
-    ) / "clbench"
+    base = (
+        os.environ.get("CLBENCH_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clbench"
+    )
     return Path(base)
 
 

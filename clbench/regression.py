@@ -33,10 +33,19 @@ from clbench.results import ResultsStore, RunResult
 
 COLUMNS = ("scenario", "method", "backbone", "seed", "options", "metric", "value", "tolerance")
 REQUIRED = tuple(c for c in COLUMNS if c != "options")
-HIGHER_IS_BETTER = ("avg_acc_sample", "last_acc_sample", "avg_acc_task", "last_acc_task", "bwt", "fwt")
+HIGHER_IS_BETTER = (
+    "avg_acc_sample",
+    "last_acc_sample",
+    "avg_acc_task",
+    "last_acc_task",
+    "bwt",
+    "fwt",
+)
 LOWER_IS_BETTER = ("forgetting_pilot", "forgetting_chaudhry", "forgetting_avalanche")
 METRICS = HIGHER_IS_BETTER + LOWER_IS_BETTER
-EPSILON = 1e-6  # a change exactly at the tolerance passes, whatever the rounding of the file's decimals
+EPSILON = (
+    1e-6  # a change exactly at the tolerance passes, whatever the rounding of the file's decimals
+)
 
 
 @dataclass(frozen=True)
@@ -96,17 +105,24 @@ def read_expected(path: Path, allow_empty_values: bool = False) -> list[Expectat
     """Parse and validate the expected file; every problem names its line."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"expected-numbers file not found: {path}",
-                          "create it with a header row "
-                          f"{','.join(COLUMNS)} and fill values with `clbench check --update`")
+        raise ConfigError(
+            f"expected-numbers file not found: {path}",
+            "create it with a header row "
+            f"{','.join(COLUMNS)} and fill values with `clbench check --update`",
+        )
     # Blank lines and # comments are allowed; keep each row's line number for messages.
-    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), start=1)
-             if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        (n, line)
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     reader = csv.DictReader(line for _, line in lines)
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
-        raise ConfigError(f"{path} lacks the columns {', '.join(missing)}",
-                          f"its first row must name the columns {','.join(COLUMNS)} (options may be omitted)")
+        raise ConfigError(
+            f"{path} lacks the columns {', '.join(missing)}",
+            f"its first row must name the columns {','.join(COLUMNS)} (options may be omitted)",
+        )
     rows = list(reader)
     if not rows:
         raise ConfigError(f"{path} has no rows to check", "add one row per (run, metric) to check")
@@ -115,13 +131,17 @@ def read_expected(path: Path, allow_empty_values: bool = False) -> list[Expectat
         expectation = _parse_row(path, number, row, allow_empty_values)
         ident = (expectation.key, expectation.metric)
         if ident in seen:
-            raise ConfigError(f"{path}:{number}: {expectation.metric} of {expectation.key.describe()} is listed twice")
+            raise ConfigError(
+                f"{path}:{number}: {expectation.metric} of {expectation.key.describe()} is listed twice"
+            )
         seen.add(ident)
         expectations.append(expectation)
     return expectations
 
 
-def _parse_row(path: Path, number: int, row: dict[str, str | None], allow_empty: bool) -> Expectation:
+def _parse_row(
+    path: Path, number: int, row: dict[str, str | None], allow_empty: bool
+) -> Expectation:
     where = f"{path}:{number}"
     hint = f"each row holds the header's fields: {','.join(COLUMNS)}"
     if None in row:
@@ -133,18 +153,30 @@ def _parse_row(path: Path, number: int, row: dict[str, str | None], allow_empty:
         if not cells[column]:
             raise ConfigError(f"{where}: the {column} column is empty")
     if cells["metric"] not in METRICS:
-        raise ConfigError(f"{where}: unknown metric {cells['metric']!r}", f"use one of {', '.join(METRICS)}")
+        raise ConfigError(
+            f"{where}: unknown metric {cells['metric']!r}", f"use one of {', '.join(METRICS)}"
+        )
     seed = _number(where, "seed", cells["seed"], int)
     tolerance = _number(where, "tolerance", cells["tolerance"], float)
     if tolerance < 0:
-        raise ConfigError(f"{where}: tolerance {tolerance} is negative", "a tolerance is a number of points >= 0")
+        raise ConfigError(
+            f"{where}: tolerance {tolerance} is negative", "a tolerance is a number of points >= 0"
+        )
     value = None
     if cells["value"] or not allow_empty:
         if not cells["value"]:
-            raise ConfigError(f"{where}: no expected value for {cells['metric']}",
-                              "fill it from a real run with `clbench check --update`")
+            raise ConfigError(
+                f"{where}: no expected value for {cells['metric']}",
+                "fill it from a real run with `clbench check --update`",
+            )
         value = _number(where, "value", cells["value"], float)
-    key = RunKey(cells["scenario"], cells["method"], cells["backbone"], seed, " ".join(cells.get("options", "").split()))
+    key = RunKey(
+        cells["scenario"],
+        cells["method"],
+        cells["backbone"],
+        seed,
+        " ".join(cells.get("options", "").split()),
+    )
     return Expectation(key, cells["metric"], value, tolerance, number)
 
 
@@ -158,7 +190,9 @@ def _number(where: str, column: str, text: str, kind: type) -> Any:
     return value
 
 
-def write_expected(path: Path, expectations: Sequence[Expectation], values: dict[tuple[RunKey, str], float]) -> None:
+def write_expected(
+    path: Path, expectations: Sequence[Expectation], values: dict[tuple[RunKey, str], float]
+) -> None:
     """Rewrite the file with new values (same rows, order and tolerances), atomically."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=path.parent)
@@ -168,8 +202,18 @@ def write_expected(path: Path, expectations: Sequence[Expectation], values: dict
             writer.writerow(COLUMNS)
             for e in expectations:
                 value = values[(e.key, e.metric)]
-                writer.writerow([e.key.scenario, e.key.method, e.key.backbone, e.key.seed, e.key.options,
-                                 e.metric, f"{value:.2f}", f"{e.tolerance:g}"])
+                writer.writerow(
+                    [
+                        e.key.scenario,
+                        e.key.method,
+                        e.key.backbone,
+                        e.key.seed,
+                        e.key.options,
+                        e.metric,
+                        f"{value:.2f}",
+                        f"{e.tolerance:g}",
+                    ]
+                )
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -197,7 +241,10 @@ def matches(result: RunResult, key: RunKey, method_config: dict[str, Any]) -> bo
     if (result.scenario, result.method, result.seed) != (key.scenario, key.method, key.seed):
         return False
     backbone = result.config.get("backbone", {})
-    if key.backbone not in (result.backbone, backbone.get("spec")) or backbone.get("weights") is not None:
+    if (
+        key.backbone not in (result.backbone, backbone.get("spec"))
+        or backbone.get("weights") is not None
+    ):
         return False
     stored_method = {k: v for k, v in result.config.get("method", {}).items() if k != "name"}
     if _plain(stored_method) != method_config:
@@ -212,21 +259,36 @@ def matches(result: RunResult, key: RunKey, method_config: dict[str, Any]) -> bo
     return protocol_size is None or backbone.get("image_size") in (None, protocol_size)
 
 
-def newest_match(results: Iterable[RunResult], key: RunKey, method_config: dict[str, Any]) -> RunResult | None:
+def newest_match(
+    results: Iterable[RunResult], key: RunKey, method_config: dict[str, Any]
+) -> RunResult | None:
     found = [r for r in results if matches(r, key, method_config)]
-    return max(found, key=lambda r: (r.manifest.get("created_at") or "", r.run_id)) if found else None
+    return (
+        max(found, key=lambda r: (r.manifest.get("created_at") or "", r.run_id)) if found else None
+    )
 
 
 def spec_for(key: RunKey):
     from clbench.runner import RunSpec
 
     method_options, scenario_options = key.option_dicts()
-    return RunSpec(scenario=key.scenario, method=key.method, backbone=key.backbone, seed=key.seed,
-                   method_options=method_options, scenario_options=scenario_options)
+    return RunSpec(
+        scenario=key.scenario,
+        method=key.method,
+        backbone=key.backbone,
+        seed=key.seed,
+        method_options=method_options,
+        scenario_options=scenario_options,
+    )
 
 
-def gather_runs(expectations: Sequence[Expectation], store: ResultsStore, rerun: bool = False,
-                runner: Callable | None = None, say: Callable[[str], None] = print) -> dict[RunKey, RunResult]:
+def gather_runs(
+    expectations: Sequence[Expectation],
+    store: ResultsStore,
+    rerun: bool = False,
+    runner: Callable | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[RunKey, RunResult]:
     """One RunResult per key: the newest stored match, else (or with ``rerun``)
     a new run, stored in ``store`` as a new record."""
     keys = list(dict.fromkeys(e.key for e in expectations))
@@ -254,7 +316,9 @@ def evaluate(expectations: Sequence[Expectation], runs: dict[RunKey, RunResult])
         result = runs[e.key]
         value = result.metrics.get(e.metric)
         if value is None:
-            raise ConfigError(f"line {e.line}: run {result.run_id} has no {e.metric}",
-                              "check only metrics the scenario defines (fwt needs unseen-task evaluation)")
+            raise ConfigError(
+                f"line {e.line}: run {result.run_id} has no {e.metric}",
+                "check only metrics the scenario defines (fwt needs unseen-task evaluation)",
+            )
         outcomes.append(Outcome(e, 100.0 * value, result.run_id))
     return outcomes

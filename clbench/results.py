@@ -97,8 +97,10 @@ class ResultsStore:
 
     def path(self, run_id: str) -> Path:
         if _id_part(run_id) != run_id:
-            raise ClbenchError(f"run id {run_id!r} is not a plain file name",
-                               "run ids come from clbench.results.new_run_id")
+            raise ClbenchError(
+                f"run id {run_id!r} is not a plain file name",
+                "run ids come from clbench.results.new_run_id",
+            )
         return self.root / f"{run_id}.json"
 
     def write(self, result: RunResult) -> Path:
@@ -113,7 +115,9 @@ class ResultsStore:
             try:
                 os.link(tmp, final)
             except FileExistsError as exc:
-                raise ClbenchError(f"a run named {result.run_id} is already stored; not overwritten") from exc
+                raise ClbenchError(
+                    f"a run named {result.run_id} is already stored; not overwritten"
+                ) from exc
         finally:
             os.unlink(tmp)
         _fsync_dir(self.root)

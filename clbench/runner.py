@@ -61,12 +61,17 @@ def build_scenario(name: str, options: dict[str, Any]) -> Scenario:
     options = dict(options)
     task_incremental = options.pop("task_incremental", False)
     if not isinstance(task_incremental, bool):
-        raise ConfigError(f"scenario.task_incremental must be true or false, not {task_incremental!r}",
-                          "write --set scenario.task_incremental=true")
+        raise ConfigError(
+            f"scenario.task_incremental must be true or false, not {task_incremental!r}",
+            "write --set scenario.task_incremental=true",
+        )
     scenario: Scenario = create_scenario(name, **options)
     if task_incremental:
-        scenario = dataclasses.replace(scenario, task_incremental=True,
-                                       protocol={**scenario.protocol, "task_incremental": True})
+        scenario = dataclasses.replace(
+            scenario,
+            task_incremental=True,
+            protocol={**scenario.protocol, "task_incremental": True},
+        )
     return scenario
 
 
@@ -90,8 +95,13 @@ def prepare(spec: RunSpec, cache: FeatureCache | None = None):
     return scenario, learner, ctx
 
 
-def run(spec: RunSpec, store: ResultsStore | None = None, resume: bool = False,
-        cache: FeatureCache | None = None, on_task_end=None) -> RunResult:
+def run(
+    spec: RunSpec,
+    store: ResultsStore | None = None,
+    resume: bool = False,
+    cache: FeatureCache | None = None,
+    on_task_end=None,
+) -> RunResult:
     """Run ``spec`` end to end and store the result (when ``store`` is given)."""
     began = time.perf_counter()
     scenario, learner, ctx = prepare(spec, cache)
@@ -107,12 +117,22 @@ def run(spec: RunSpec, store: ResultsStore | None = None, resume: bool = False,
     return result
 
 
-def build_result(spec: RunSpec, scenario: Scenario, learner, ctx: RunContext,
-                 evaluation: Evaluation, wall_seconds: float) -> RunResult:
+def build_result(
+    spec: RunSpec,
+    scenario: Scenario,
+    learner,
+    ctx: RunContext,
+    evaluation: Evaluation,
+    wall_seconds: float,
+) -> RunResult:
     acc = metrics.accuracy_matrix(evaluation.correct.clip(min=0), evaluation.counts)
     acc[evaluation.correct < 0] = float("nan")
-    summary = metrics.summarize(evaluation.correct.clip(min=0), evaluation.counts, scenario.evaluate_unseen,
-                                few_shot=scenario.kind == "few-shot-class-incremental")
+    summary = metrics.summarize(
+        evaluation.correct.clip(min=0),
+        evaluation.counts,
+        scenario.evaluate_unseen,
+        few_shot=scenario.kind == "few-shot-class-incremental",
+    )
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if ctx.device.type == "cuda" else None
     return RunResult(
         run_id=new_run_id(scenario.name, spec.method, spec.seed),
@@ -124,9 +144,18 @@ def build_result(spec: RunSpec, scenario: Scenario, learner, ctx: RunContext,
         config={
             "method": {"name": spec.method, **learner.hyperparameters()},
             "method_description": METHODS.get(spec.method).description,
-            "scenario": {"name": spec.scenario, **spec.scenario_options, "protocol": scenario.protocol},
-            "backbone": {"spec": spec.backbone, "weights": spec.weights, "weights_id": ctx.backbone.weights_id,
-                         "image_size": ctx.backbone.image_size, "cache_id": ctx.backbone.cache_id},
+            "scenario": {
+                "name": spec.scenario,
+                **spec.scenario_options,
+                "protocol": scenario.protocol,
+            },
+            "backbone": {
+                "spec": spec.backbone,
+                "weights": spec.weights,
+                "weights_id": ctx.backbone.weights_id,
+                "image_size": ctx.backbone.image_size,
+                "cache_id": ctx.backbone.cache_id,
+            },
             "batch_size": spec.batch_size,
             "device": str(ctx.device),
             "resumed_from_task": evaluation.resumed_from,

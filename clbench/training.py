@@ -68,8 +68,10 @@ def param_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
     """
     items = list(params)
     groups = items if items and isinstance(items[0], dict) else [{"params": items}]
-    trainable = [{"params": [p for p in g["params"] if p.requires_grad], "lr_scale": g.get("lr_scale", 1.0)}
-                 for g in groups]
+    trainable = [
+        {"params": [p for p in g["params"] if p.requires_grad], "lr_scale": g.get("lr_scale", 1.0)}
+        for g in groups
+    ]
     return [g for g in trainable if g["params"]]
 
 
@@ -78,7 +80,9 @@ def make_optimizer(params: Iterable[Any], cfg: TrainConfig) -> torch.optim.Optim
     if not groups:
         raise ConfigError("nothing to train: no parameter requires a gradient")
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -147,8 +151,9 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_([p for g in param_groups(params) for p in g["params"]],
-                                                   cfg.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for g in param_groups(params) for p in g["params"]], cfg.grad_clip
+                    )
                 optimizer.step()
                 schedule.step()
                 if after_step is not None:
@@ -158,22 +163,38 @@ def fit(
                 seen += n
                 if logits is not None and targets is not None:
                     correct += int((logits.detach().argmax(1) == targets).sum())
-            log.epochs.append(EpochLog(epoch, total_loss / max(seen, 1),
-                                       correct / seen if seen else None, schedule.get_last_lr()[0]))
+            log.epochs.append(
+                EpochLog(
+                    epoch,
+                    total_loss / max(seen, 1),
+                    correct / seen if seen else None,
+                    schedule.get_last_lr()[0],
+                )
+            )
     finally:
         for m, mode in modes:
             m.train(mode)
     return log
 
 
-def tensor_batches(*tensors: torch.Tensor, batch_size: int, seed: int, shuffle: bool = True) -> DataLoader:
+def tensor_batches(
+    *tensors: torch.Tensor, batch_size: int, seed: int, shuffle: bool = True
+) -> DataLoader:
     """Shuffled mini-batches over in-memory tensors, reproducible from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=shuffle, generator=generator)
+    return DataLoader(
+        TensorDataset(*tensors), batch_size=batch_size, shuffle=shuffle, generator=generator
+    )
 
 
-def image_batches(samples: Samples, transform, batch_size: int, seed: int, shuffle: bool = True,
-                  drop_last: bool = False) -> DataLoader:
+def image_batches(
+    samples: Samples,
+    transform,
+    batch_size: int,
+    seed: int,
+    shuffle: bool = True,
+    drop_last: bool = False,
+) -> DataLoader:
     """Mini-batches ``(images, labels)`` of ``samples`` through ``transform``, reproducible from ``seed``.
 
     The order comes from a generator seeded with ``seed``; random augmentations draw
@@ -181,8 +202,13 @@ def image_batches(samples: Samples, transform, batch_size: int, seed: int, shuff
     bit for bit. Loading runs in the main process (no workers) for the same reason.
     """
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(ImageDataset(samples, transform), batch_size=batch_size, shuffle=shuffle,
-                      generator=generator, drop_last=drop_last)
+    return DataLoader(
+        ImageDataset(samples, transform),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=drop_last,
+    )
 
 
 def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -193,8 +219,11 @@ def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images
 
 
-def classification_step(model: torch.nn.Module, device: torch.device,
-                        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+def classification_step(
+    model: torch.nn.Module,
+    device: torch.device,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+):
     """The usual ``step`` for ``fit``: logits of an image batch and cross-entropy (or ``loss_fn``)."""
     loss_fn = loss_fn or torch.nn.functional.cross_entropy
 

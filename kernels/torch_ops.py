@@ -103,7 +103,9 @@ class _ShiftedGram:
         dims = features.shape[1]
         self.shift = fp32_rows(features, 0, min(block, 1024), normalize).mean(0)
         dtype = self.shift.dtype  # float64 inputs keep a float64 Gram (exact statistics)
-        self.buffer = torch.empty(min(block, features.shape[0]), dims, dtype=dtype, device=features.device)
+        self.buffer = torch.empty(
+            min(block, features.shape[0]), dims, dtype=dtype, device=features.device
+        )
         self.fp32 = torch.zeros(dims, dims, dtype=dtype, device=features.device)
         self.fp64 = torch.zeros(dims, dims, dtype=torch.float64, device=features.device)
         self.pending = 0
@@ -136,7 +138,10 @@ def _class_sums(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Ten
     n = x.shape[0]
     rows = torch.stack([y, torch.arange(n, device=x.device)])
     one_hot = torch.sparse_coo_tensor(
-        rows, torch.ones(n, dtype=x.dtype, device=x.device), (num_classes, n), check_invariants=False
+        rows,
+        torch.ones(n, dtype=x.dtype, device=x.device),
+        (num_classes, n),
+        check_invariants=False,
     )  # labels were range-checked once for the whole call
     return torch.sparse.mm(one_hot, x)
 

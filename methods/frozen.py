@@ -87,11 +87,21 @@ class KNN(FeatureLearner):
     def absorb(self, features: torch.Tensor, labels: torch.Tensor, seen_classes: int) -> None:
         norms = row_norms(features)
         self.bank = features if self.bank is None else torch.cat([self.bank, features])
-        self.bank_labels = labels if self.bank_labels is None else torch.cat([self.bank_labels, labels])
+        self.bank_labels = (
+            labels if self.bank_labels is None else torch.cat([self.bank_labels, labels])
+        )
         self.bank_norms = norms if self.bank_norms is None else torch.cat([self.bank_norms, norms])
         self.num_classes = seen_classes
 
     def score(self, features: torch.Tensor) -> torch.Tensor:
         assert self.bank is not None, "predict() called before learn()"
-        return knn_scores(features, self.bank, self.bank_labels, self.num_classes,
-                          k=self.k, metric=self.metric, vote=self.vote, bank_norms=self.bank_norms)
+        return knn_scores(
+            features,
+            self.bank,
+            self.bank_labels,
+            self.num_classes,
+            k=self.k,
+            metric=self.metric,
+            vote=self.vote,
+            bank_norms=self.bank_norms,
+        )

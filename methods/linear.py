@@ -32,8 +32,9 @@ def grow_linear(head: nn.Linear | None, in_features: int, out_features: int) -> 
 class SequentialLinear(Learner):
     """Linear head on frozen features trained task after task (no replay): lower bound."""
 
-    def __init__(self, epochs: int = 30, lr: float = 0.05, batch_size: int = 32,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, epochs: int = 30, lr: float = 0.05, batch_size: int = 32, weight_decay: float = 0.0
+    ) -> None:
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -44,8 +45,12 @@ class SequentialLinear(Learner):
         features = self.ctx.frozen_features(task.train)
         labels = torch.from_numpy(task.train.labels)
         self.head = grow_linear(self.head, features.shape[1], task.seen_classes).to(self.ctx.device)
-        cfg = TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                          weight_decay=self.weight_decay)
+        cfg = TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+        )
         head, device = self.head, self.ctx.device
 
         def step(batch):
@@ -53,10 +58,18 @@ class SequentialLinear(Learner):
             logits = head(x)
             return F.cross_entropy(logits, y), logits, y
 
-        batches = tensor_batches(features, labels, batch_size=self.batch_size,
-                                 seed=self.ctx.seed + task.index)
-        fit(head.parameters(), batches, step, cfg, device, desc=f"linear task {task.index}",
-            modules=[head])
+        batches = tensor_batches(
+            features, labels, batch_size=self.batch_size, seed=self.ctx.seed + task.index
+        )
+        fit(
+            head.parameters(),
+            batches,
+            step,
+            cfg,
+            device,
+            desc=f"linear task {task.index}",
+            modules=[head],
+        )
 
     @torch.no_grad()
     def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:

@@ -91,7 +91,9 @@ def ema_merge(current: nn.Module, mean: dict[str, torch.Tensor], momentum: float
         param.mul_(1 - momentum).add_(mean[name], alpha=momentum)
 
 
-def contrastive_loss(features: torch.Tensor, class_means: torch.Tensor | None, temperature: float) -> torch.Tensor:
+def contrastive_loss(
+    features: torch.Tensor, class_means: torch.Tensor | None, temperature: float
+) -> torch.Tensor:
     """Each row of [class means; batch features] must be most similar to itself (dot products / T)."""
     rows = features if class_means is None else torch.cat([class_means.to(features), features])
     similarity = rows @ rows.T / temperature
@@ -120,9 +122,13 @@ class ClassGaussians:
             factors.append(torch.linalg.cholesky(cov + self.eps * eye))
         new_means, new_factors = torch.stack(means).float(), torch.stack(factors).float()
         self.means = new_means if not len(self) else torch.cat([self.means, new_means])
-        self.factors = new_factors if not len(self.factors) else torch.cat([self.factors, new_factors])
+        self.factors = (
+            new_factors if not len(self.factors) else torch.cat([self.factors, new_factors])
+        )
 
-    def sample(self, per_class: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, per_class: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``per_class`` draws from every class: (features, labels)."""
         noise = torch.randn(len(self), per_class, self.means.shape[1], generator=generator)
         draws = self.means[:, None, :] + noise @ self.factors.transpose(1, 2)
@@ -265,7 +271,9 @@ class MOS(Learner):
     # -- construction -----------------------------------------------------------------------
     def _build(self) -> None:
         net = trainable_vit(self.ctx, "mos")
-        adapter = partial(Adapter, bottleneck=self.bottleneck, scale=self.adapter_scale, dropout=self.dropout)
+        adapter = partial(
+            Adapter, bottleneck=self.bottleneck, scale=self.adapter_scale, dropout=self.dropout
+        )
         wrapped = attach_adapters(net.model, factory=lambda _index, dim: TaskAdapters(adapter(dim)))
         self.blocks = [block.branch for block in wrapped]
         self.net = net.to(self.ctx.device)
@@ -279,7 +287,9 @@ class MOS(Learner):
     def learn(self, task: TrainTask) -> None:
         if self.net is None:
             self._build()
-        self.head = grow_linear(self.head, self.net.feature_dim, task.seen_classes).to(self.ctx.device)
+        self.head = grow_linear(self.head, self.net.feature_dim, task.seen_classes).to(
+            self.ctx.device
+        )
         # Classes met for the first time; a domain-incremental task repeats known ones.
         classes = [int(c) for c in task.classes if c >= len(self.class_task)]
         self.class_task = torch.cat([self.class_task, torch.full((len(classes),), task.index)])
@@ -290,8 +300,12 @@ class MOS(Learner):
         if classes:
             self.gaussians.add(self.features(self.tasks_learned, task.train), labels, classes)
             first = self.features(0, task.train)
-            self.prototypes = torch.cat([self.prototypes.reshape(-1, first.shape[1]),
-                                         torch.stack([first[labels == c].mean(dim=0) for c in classes])])
+            self.prototypes = torch.cat(
+                [
+                    self.prototypes.reshape(-1, first.shape[1]),
+                    torch.stack([first[labels == c].mean(dim=0) for c in classes]),
+                ]
+            )
         if self.tasks_learned > 0:
             self._align_classifier(task)
         self.tasks_learned += 1
@@ -309,7 +323,9 @@ class MOS(Learner):
             features = net(to_device(images, device))
             logits = head(features)
             loss = masked_cross_entropy(logits, labels, known)
-            loss = loss + self.contrastive_weight * contrastive_loss(features, means, self.temperature)
+            loss = loss + self.contrastive_weight * contrastive_loss(
+                features, means, self.temperature
+            )
             return loss, logits, labels
 
         merge = None
@@ -320,14 +336,35 @@ class MOS(Learner):
                 for adapter, target in zip(current, targets, strict=True):
                     ema_merge(adapter, target, self.adapter_momentum)
 
-        params = [{"params": [p for a in current for p in a.parameters()]},
-                  {"params": list(head.parameters()), "lr_scale": self.head_lr_scale}]
-        cfg = TrainConfig(epochs=self.epochs, lr=self.lr, optimizer="sgd", momentum=self.momentum,
-                          weight_decay=self.weight_decay, schedule="cosine", batch_size=self.batch_size)
-        batches = image_batches(task.train, self.net.transform(train=True), self.batch_size,
-                                seed=self.ctx.seed + task.index)
-        fit(params, batches, step, cfg, device, desc=f"mos task {task.index}", after_step=merge,
-            modules=[net, head])
+        params = [
+            {"params": [p for a in current for p in a.parameters()]},
+            {"params": list(head.parameters()), "lr_scale": self.head_lr_scale},
+        ]
+        cfg = TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            optimizer="sgd",
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            schedule="cosine",
+            batch_size=self.batch_size,
+        )
+        batches = image_batches(
+            task.train,
+            self.net.transform(train=True),
+            self.batch_size,
+            seed=self.ctx.seed + task.index,
+        )
+        fit(
+            params,
+            batches,
+            step,
+            cfg,
+            device,
+            desc=f"mos task {task.index}",
+            after_step=merge,
+            modules=[net, head],
+        )
         for adapter in current:
             adapter.requires_grad_(False)
 
@@ -341,11 +378,27 @@ class MOS(Learner):
             logits = head(features)
             return F.cross_entropy(logits, labels), logits, labels
 
-        cfg = TrainConfig(epochs=self.align_epochs, lr=self.align_lr, optimizer="sgd", momentum=0.9,
-                          weight_decay=self.align_weight_decay, schedule="cosine", batch_size=per_class)
-        replay = GaussianReplay(self.gaussians, per_class, seed=self.ctx.seed + 7919 * (task.index + 1))
-        fit(head.parameters(), replay, step, cfg, device, desc=f"mos task {task.index} alignment",
-            modules=[head])
+        cfg = TrainConfig(
+            epochs=self.align_epochs,
+            lr=self.align_lr,
+            optimizer="sgd",
+            momentum=0.9,
+            weight_decay=self.align_weight_decay,
+            schedule="cosine",
+            batch_size=per_class,
+        )
+        replay = GaussianReplay(
+            self.gaussians, per_class, seed=self.ctx.seed + 7919 * (task.index + 1)
+        )
+        fit(
+            head.parameters(),
+            replay,
+            step,
+            cfg,
+            device,
+            desc=f"mos task {task.index} alignment",
+            modules=[head],
+        )
 
     # -- inference --------------------------------------------------------------------------
     @torch.no_grad()
@@ -357,23 +410,30 @@ class MOS(Learner):
         original = prototype_scores(features[:, 0], self.prototypes.to(device), "cosine")
         start = class_task[original.argmax(dim=1)]
         head = self.head.eval()
-        final, chosen, iterations = self_refine(features, head, class_task, start, self.max_refine_iterations)
+        final, chosen, iterations = self_refine(
+            features, head, class_task, start, self.max_refine_iterations
+        )
         self._record_retrieval(samples, start, chosen, iterations)
         if not self.ensemble:
             return final.float().cpu()
         return (final.softmax(dim=1) + (tasks * original).softmax(dim=1)).float().cpu()
 
-    def _record_retrieval(self, samples: Samples, start: torch.Tensor, chosen: torch.Tensor,
-                          iterations: torch.Tensor) -> None:
+    def _record_retrieval(
+        self, samples: Samples, start: torch.Tensor, chosen: torch.Tensor, iterations: torch.Tensor
+    ) -> None:
         """Count how often the first guess and the refined choice are the sample's own task."""
         true_task = self.class_task[torch.from_numpy(samples.labels)]
-        self.retrieval.append({
-            "after_task": self.tasks_learned - 1,
-            "samples": len(samples),
-            "first_guess_correct": int((start.cpu() == true_task).sum()),
-            "retrieved_correct": int((chosen.cpu() == true_task).sum()),
-            "iterations": torch.bincount(iterations.cpu(), minlength=self.max_refine_iterations + 1)[1:].tolist(),
-        })
+        self.retrieval.append(
+            {
+                "after_task": self.tasks_learned - 1,
+                "samples": len(samples),
+                "first_guess_correct": int((start.cpu() == true_task).sum()),
+                "retrieved_correct": int((chosen.cpu() == true_task).sum()),
+                "iterations": torch.bincount(
+                    iterations.cpu(), minlength=self.max_refine_iterations + 1
+                )[1:].tolist(),
+            }
+        )
 
     # -- reporting --------------------------------------------------------------------------
     def trainable_parameters(self) -> int:
@@ -385,12 +445,21 @@ class MOS(Learner):
     def extra_results(self) -> dict[str, Any]:
         steps: dict[int, dict[str, Any]] = {}
         for record in self.retrieval:
-            step = steps.setdefault(record["after_task"], {"after_task": record["after_task"], "samples": 0,
-                                                           "first_guess_correct": 0, "retrieved_correct": 0,
-                                                           "iterations": [0] * self.max_refine_iterations})
+            step = steps.setdefault(
+                record["after_task"],
+                {
+                    "after_task": record["after_task"],
+                    "samples": 0,
+                    "first_guess_correct": 0,
+                    "retrieved_correct": 0,
+                    "iterations": [0] * self.max_refine_iterations,
+                },
+            )
             for key in ("samples", "first_guess_correct", "retrieved_correct"):
                 step[key] += record[key]
-            step["iterations"] = [a + b for a, b in zip(step["iterations"], record["iterations"], strict=True)]
+            step["iterations"] = [
+                a + b for a, b in zip(step["iterations"], record["iterations"], strict=True)
+            ]
         for step in steps.values():
             step["retrieval_accuracy"] = step["retrieved_correct"] / max(step["samples"], 1)
             step["first_guess_accuracy"] = step["first_guess_correct"] / max(step["samples"], 1)

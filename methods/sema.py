@@ -69,7 +69,9 @@ class LossBuffer:
         return len(self.values)
 
     def push(self, losses: torch.Tensor) -> None:
-        self.values = torch.cat([self.values, losses.detach().float().cpu().flatten()])[-self.size:]
+        self.values = torch.cat([self.values, losses.detach().float().cpu().flatten()])[
+            -self.size :
+        ]
 
     def z_scores(self, losses: torch.Tensor) -> torch.Tensor:
         """|loss - mean| / std (unbiased) against the buffer, per sample."""
@@ -106,8 +108,13 @@ class AdapterMixture(nn.Module):
     and feeds its per-sample losses to the buffer.
     """
 
-    def __init__(self, dim: int, make_adapter: Callable[[], nn.Module], descriptor_dim: int | None,
-                 buffer_size: int = 500) -> None:
+    def __init__(
+        self,
+        dim: int,
+        make_adapter: Callable[[], nn.Module],
+        descriptor_dim: int | None,
+        buffer_size: int = 500,
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.make_adapter = make_adapter
@@ -155,8 +162,10 @@ class AdapterMixture(nn.Module):
     @torch.no_grad()
     def expansion_score(self, x: torch.Tensor) -> float:
         """Min over this block's adapters of the batch-mean |z| of their descriptors' losses."""
-        scores = [buffer.z_scores(descriptor.losses(x)).mean()
-                  for descriptor, buffer in zip(self.descriptors, self.buffers, strict=True)]
+        scores = [
+            buffer.z_scores(descriptor.losses(x)).mean()
+            for descriptor, buffer in zip(self.descriptors, self.buffers, strict=True)
+        ]
         return float(torch.stack(scores).min())
 
     def extra_repr(self) -> str:
@@ -167,13 +176,17 @@ def expansion_layers(depth: int, expand_layers: int | list[int]) -> list[int]:
     """Block indices (0-based) where SEMA may expand: the last ``k`` blocks, or an explicit list."""
     if isinstance(expand_layers, int):
         if not 0 <= expand_layers <= depth:
-            raise ConfigError(f"expand_layers={expand_layers} but the ViT has {depth} blocks",
-                              f"use 0..{depth} (the last k blocks) or a list of block indices")
+            raise ConfigError(
+                f"expand_layers={expand_layers} but the ViT has {depth} blocks",
+                f"use 0..{depth} (the last k blocks) or a list of block indices",
+            )
         return list(range(depth - expand_layers, depth))
     layers = sorted({int(i) for i in expand_layers})
     if any(not 0 <= i < depth for i in layers):
-        raise ConfigError(f"expand_layers={expand_layers} names blocks outside 0..{depth - 1}",
-                          "block indices are 0-based")
+        raise ConfigError(
+            f"expand_layers={expand_layers} names blocks outside 0..{depth - 1}",
+            "block indices are 0-based",
+        )
     return layers
 
 
@@ -230,15 +243,24 @@ class SEMA(Learner):
         make_adapter = partial(Adapter, dim, self.bottleneck, self.adapter_scale, self.dropout)
 
         def branch(index: int, width: int) -> AdapterMixture:
-            return AdapterMixture(width, make_adapter, hidden if index in expandable else None, self.buffer_size)
+            return AdapterMixture(
+                width, make_adapter, hidden if index in expandable else None, self.buffer_size
+            )
 
         blocks = attach_adapters(net.model, factory=branch)
         self.mixtures = {i: block.branch for i, block in enumerate(blocks)}
         self.net = net.to(self.ctx.device)
 
     def _train_config(self, epochs: int, lr: float) -> TrainConfig:
-        return TrainConfig(epochs=epochs, lr=lr, optimizer="sgd", momentum=self.momentum,
-                           weight_decay=self.weight_decay, schedule="cosine", batch_size=self.batch_size)
+        return TrainConfig(
+            epochs=epochs,
+            lr=lr,
+            optimizer="sgd",
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            schedule="cosine",
+            batch_size=self.batch_size,
+        )
 
     def _batches(self, task: TrainTask, batch_size: int, salt: int):
         seed = self.ctx.seed + 1000 * task.index + salt
@@ -248,14 +270,18 @@ class SEMA(Learner):
     def learn(self, task: TrainTask) -> None:
         if self.net is None:
             self._build()
-        self.head = grow_linear(self.head, self.net.feature_dim, task.seen_classes).to(self.ctx.device)
+        self.head = grow_linear(self.head, self.net.feature_dim, task.seen_classes).to(
+            self.ctx.device
+        )
         known = old_class_count(task.seen_classes, len(task.classes))
         if self.tasks_learned == 0:
             # First task: every block's adapter, then every expandable block's descriptor.
             self._train_adapters(task, known, "first adapters")
             self._train_descriptors(task, [m for m in self.mixtures.values() if m.expandable])
         elif not self._expand_until_stable(task, known):
-            self._train_adapters(task, known, "head only")  # every adapter is frozen: only the head moves
+            self._train_adapters(
+                task, known, "head only"
+            )  # every adapter is frozen: only the head moves
         for mixture in self.mixtures.values():
             mixture.freeze()
         self.tasks_learned += 1
@@ -273,11 +299,21 @@ class SEMA(Learner):
             logits = head(net(to_device(images, device)))
             return masked_cross_entropy(logits, labels, known), logits, labels
 
-        functional = [p for m in self.mixtures.values() for p in [*m.adapters.parameters(), *m.router.parameters()]]
+        functional = [
+            p
+            for m in self.mixtures.values()
+            for p in [*m.adapters.parameters(), *m.router.parameters()]
+        ]
         params = [p for p in functional if p.requires_grad] + list(head.parameters())
-        fit(params, self._batches(task, self.batch_size, salt=len(self.decisions)), step,
-            self._train_config(self.epochs, self.lr), device, desc=f"sema task {task.index} {what}",
-            modules=[net, head])
+        fit(
+            params,
+            self._batches(task, self.batch_size, salt=len(self.decisions)),
+            step,
+            self._train_config(self.epochs, self.lr),
+            device,
+            desc=f"sema task {task.index} {what}",
+            modules=[net, head],
+        )
 
     def _train_descriptors(self, task: TrainTask, mixtures: list[AdapterMixture]) -> None:
         """Train the newest descriptor of each of ``mixtures``; their buffers fill meanwhile."""
@@ -291,9 +327,15 @@ class SEMA(Learner):
 
         params = [p for m in mixtures for p in m.descriptors[-1].parameters()]
         with mixture_mode(mixtures, "descriptor"):
-            fit(params, self._batches(task, self.batch_size, salt=500 + len(self.decisions)), step,
-                self._train_config(self.descriptor_epochs, self.descriptor_lr), device,
-                desc=f"sema task {task.index} descriptors", modules=[net])
+            fit(
+                params,
+                self._batches(task, self.batch_size, salt=500 + len(self.decisions)),
+                step,
+                self._train_config(self.descriptor_epochs, self.descriptor_lr),
+                device,
+                desc=f"sema task {task.index} descriptors",
+                modules=[net],
+            )
 
     def _expand_until_stable(self, task: TrainTask, known: int) -> bool:
         """Scan, expand the first block that asks for it, train, and scan again until none does."""
@@ -305,8 +347,13 @@ class SEMA(Learner):
             mixture = self.mixtures[layer]
             mixture.add_adapter()
             expanded.add(layer)
-            log.info("SEMA task %d: block %d expands (z=%.3f) to %d adapters",
-                     task.index, layer, score, len(mixture.adapters))
+            log.info(
+                "SEMA task %d: block %d expands (z=%.3f) to %d adapters",
+                task.index,
+                layer,
+                score,
+                len(mixture.adapters),
+            )
             self._train_adapters(task, known, f"new adapter in block {layer}")
             self._train_descriptors(task, [mixture])
             mixture.freeze()
@@ -326,21 +373,32 @@ class SEMA(Learner):
         net.eval()
         try:
             with mixture_mode(candidates, "scan"):
-                for images, _ in self._batches(task, self.detect_batch_size, salt=900 + len(self.decisions)):
+                for images, _ in self._batches(
+                    task, self.detect_batch_size, salt=900 + len(self.decisions)
+                ):
                     net(to_device(images, self.ctx.device))
                     for i in highest:
                         highest[i] = max(highest[i], self.mixtures[i].score)
-                    passed = [(i, m.score) for i, m in sorted(self.mixtures.items())
-                              if m in candidates and m.score > self.expansion_threshold]
+                    passed = [
+                        (i, m.score)
+                        for i, m in sorted(self.mixtures.items())
+                        if m in candidates and m.score > self.expansion_threshold
+                    ]
                     if passed:
                         found = passed[0]
                         break
         finally:
             net.train(was_training)
         layer, score = found
-        self.decisions.append({"task": task.index, "scan": sum(d["task"] == task.index for d in self.decisions),
-                               "expanded_layer": layer, "z": score if layer is not None else None,
-                               "highest_z": {str(i): round(z, 4) for i, z in highest.items()}})
+        self.decisions.append(
+            {
+                "task": task.index,
+                "scan": sum(d["task"] == task.index for d in self.decisions),
+                "expanded_layer": layer,
+                "z": score if layer is not None else None,
+                "highest_z": {str(i): round(z, 4) for i, z in highest.items()},
+            }
+        )
         return layer, score
 
     # -- inference and reporting ---------------------------------------------------------------
@@ -348,8 +406,14 @@ class SEMA(Learner):
     def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
         assert self.net is not None and self.head is not None, "predict() called before learn()"
         model = nn.Sequential(self.net, self.head)
-        return embed_samples(model, samples, self.net.transform(train=False), self.ctx.device,
-                             self.ctx.batch_size, desc="sema predict")
+        return embed_samples(
+            model,
+            samples,
+            self.net.transform(train=False),
+            self.ctx.device,
+            self.ctx.batch_size,
+            desc="sema predict",
+        )
 
     def trainable_parameters(self) -> int:
         if self.net is None:
@@ -358,11 +422,17 @@ class SEMA(Learner):
         return trained + count_parameters(self.head, trainable_only=False)
 
     def extra_results(self) -> dict[str, Any]:
-        expansions = [{"task": d["task"], "layer": d["expanded_layer"], "z": d["z"]}
-                      for d in self.decisions if d["expanded_layer"] is not None]
-        return {"expansions": expansions, "expansion_decisions": self.decisions,
-                "adapters_per_layer": self.adapters_per_task,
-                "expandable_layers": [i for i, m in self.mixtures.items() if m.expandable]}
+        expansions = [
+            {"task": d["task"], "layer": d["expanded_layer"], "z": d["z"]}
+            for d in self.decisions
+            if d["expanded_layer"] is not None
+        ]
+        return {
+            "expansions": expansions,
+            "expansion_decisions": self.decisions,
+            "adapters_per_layer": self.adapters_per_task,
+            "expandable_layers": [i for i, m in self.mixtures.items() if m.expandable],
+        }
 
 
 @contextmanager

@@ -18,7 +18,9 @@ from clbench.errors import ConfigError
 from clbench.methods.peft.common import freeze, vit_blocks
 
 
-def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, known_classes: int) -> torch.Tensor:
+def masked_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, known_classes: int
+) -> torch.Tensor:
     """Cross-entropy over the classes ``>= known_classes`` only (old logits set to -inf).
 
     ``masked_fill`` (not in-place assignment) keeps the logits' graph intact: the
@@ -29,7 +31,6 @@ def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, known_clas
     mask = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
     mask[:known_classes] = True
     return F.cross_entropy(logits.masked_fill(mask, float("-inf")), targets)
-
 
 
 def old_class_count(seen_classes: int, new_classes: int) -> int:
@@ -47,6 +48,8 @@ def trainable_vit(ctx: RunContext, method: str) -> Backbone:
     try:
         vit_blocks(net.model)
     except TypeError as exc:
-        raise ConfigError(f"{method} adapts the blocks of a ViT, but the backbone is {ctx.backbone.name}",
-                          "use --backbone dinov2-vits14 or --backbone timm:vit_... (with --weights offline)") from exc
+        raise ConfigError(
+            f"{method} adapts the blocks of a ViT, but the backbone is {ctx.backbone.name}",
+            "use --backbone dinov2-vits14 or --backbone timm:vit_... (with --weights offline)",
+        ) from exc
     return net

@@ -45,7 +45,9 @@ SPLIT_SEED = 0
 
 def emoji_asset(vendor: str) -> NpmAsset:
     if vendor not in EMOJI_ASSETS:
-        raise ConfigError(f"unknown emoji vendor {vendor!r}", f"choose one of {', '.join(EMOJI_ASSETS)}")
+        raise ConfigError(
+            f"unknown emoji vendor {vendor!r}", f"choose one of {', '.join(EMOJI_ASSETS)}"
+        )
     return NpmAsset(f"emoji-datasource-{vendor}", EMOJI_VERSION, EMOJI_ASSETS[vendor])
 
 
@@ -68,15 +70,22 @@ def emoji_classes(package: Path, vendor: str, min_per_class: int = 6) -> dict[st
     """Subcategory -> image file names (sorted by emoji order) for one vendor."""
     groups: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for emoji in _catalogue(package):
-        if (emoji.get(f"has_img_{vendor}") and emoji["subcategory"] not in EXCLUDED_SUBCATEGORIES
-                and emoji["category"] not in EXCLUDED_CATEGORIES):
+        if (
+            emoji.get(f"has_img_{vendor}")
+            and emoji["subcategory"] not in EXCLUDED_SUBCATEGORIES
+            and emoji["category"] not in EXCLUDED_CATEGORIES
+        ):
             groups[emoji["subcategory"]].append((emoji["sort_order"], emoji["image"]))
-    return {name: [img for _, img in sorted(items)] for name, items in sorted(groups.items())
-            if len(items) >= min_per_class}
+    return {
+        name: [img for _, img in sorted(items)]
+        for name, items in sorted(groups.items())
+        if len(items) >= min_per_class
+    }
 
 
-def shared_classes(vendors: tuple[str, ...], min_per_class: int = 6,
-                   allow_proprietary: bool = False) -> dict[str, list[str]]:
+def shared_classes(
+    vendors: tuple[str, ...], min_per_class: int = 6, allow_proprietary: bool = False
+) -> dict[str, list[str]]:
     """Subcategory -> the emoji images every vendor in ``vendors`` has on disk.
 
     Passing this as ``classes=`` to :func:`read_emoji` gives all vendors one label
@@ -87,12 +96,18 @@ def shared_classes(vendors: tuple[str, ...], min_per_class: int = 6,
     for vendor in vendors:
         package = fetch_emoji(vendor, allow_proprietary)
         image_dir = package / "img" / vendor / "64"
-        per_vendor.append({name: {img for img in images if (image_dir / img).exists()}
-                           for name, images in emoji_classes(package, vendor, 1).items()})
+        per_vendor.append(
+            {
+                name: {img for img in images if (image_dir / img).exists()}
+                for name, images in emoji_classes(package, vendor, 1).items()
+            }
+        )
     reference = emoji_classes(fetch_emoji(vendors[0], allow_proprietary), vendors[0], 1)
     shared = {}
     for name, images in reference.items():
-        kept = [img for img in images if all(img in classes.get(name, ()) for classes in per_vendor)]
+        kept = [
+            img for img in images if all(img in classes.get(name, ()) for classes in per_vendor)
+        ]
         if len(kept) >= min_per_class:
             shared[name] = kept
     return shared
@@ -107,8 +122,12 @@ def split_images(images: list[str], seed: int = SPLIT_SEED) -> tuple[list[str], 
     return train, test
 
 
-def read_emoji(vendor: str = "google", min_per_class: int = 6, allow_proprietary: bool = False,
-               classes: dict[str, list[str]] | None = None) -> LabelledData:
+def read_emoji(
+    vendor: str = "google",
+    min_per_class: int = 6,
+    allow_proprietary: bool = False,
+    classes: dict[str, list[str]] | None = None,
+) -> LabelledData:
     """Emoji subcategories of one vendor as labelled data with held-out emoji as test.
 
     ``classes`` fixes the class list (and the images per class) from another vendor,
@@ -126,24 +145,49 @@ def read_emoji(vendor: str = "google", min_per_class: int = 6, allow_proprietary
             parts[part][1].extend([label] * len(images))
     source = f"emoji-{vendor}@{EMOJI_VERSION}"
     loader = FileLoader(image_dir)
-    train = Samples(source, parts["train"][0], parts["train"][1], loader,
-                    domains=[vendor] * len(parts["train"][0]))
-    test = Samples(source, parts["test"][0], parts["test"][1], loader,
-                   domains=[vendor] * len(parts["test"][0]))
-    return LabelledData(f"emoji-{vendor}", names, train, test,
-                        info={"version": EMOJI_VERSION, "vendor": vendor, "image_size": EMOJI_IMAGE_SIZE})
+    train = Samples(
+        source,
+        parts["train"][0],
+        parts["train"][1],
+        loader,
+        domains=[vendor] * len(parts["train"][0]),
+    )
+    test = Samples(
+        source, parts["test"][0], parts["test"][1], loader, domains=[vendor] * len(parts["test"][0])
+    )
+    return LabelledData(
+        f"emoji-{vendor}",
+        names,
+        train,
+        test,
+        info={"version": EMOJI_VERSION, "vendor": vendor, "image_size": EMOJI_IMAGE_SIZE},
+    )
 
 
 @register_scenario("emoji-cil")
-def emoji_cil(vendor: str = "google", num_tasks: int | None = 10, init_cls: int | None = None,
-              increment: int | None = None, seed: int = 1993, min_per_class: int = 6,
-              allow_proprietary: bool = False) -> Scenario:
+def emoji_cil(
+    vendor: str = "google",
+    num_tasks: int | None = 10,
+    init_cls: int | None = None,
+    increment: int | None = None,
+    seed: int = 1993,
+    min_per_class: int = 6,
+    allow_proprietary: bool = False,
+) -> Scenario:
     """Emoji subcategories, class-incremental, held-out emoji as test (offline, 87 classes, 10 tasks)."""
     data = read_emoji(vendor, min_per_class, allow_proprietary)
     if increment is not None:
         num_tasks = None
     return class_incremental(
-        data, "emoji-cil", init_cls=init_cls, increment=increment or 10, num_tasks=num_tasks,
-        seed=seed, protocol={"image_size": EMOJI_IMAGE_SIZE, "vendor": vendor,
-                             "test": "half of each subcategory's emoji, held out"},
+        data,
+        "emoji-cil",
+        init_cls=init_cls,
+        increment=increment or 10,
+        num_tasks=num_tasks,
+        seed=seed,
+        protocol={
+            "image_size": EMOJI_IMAGE_SIZE,
+            "vendor": vendor,
+            "test": "half of each subcategory's emoji, held out",
+        },
     )

@@ -25,14 +25,19 @@ def list_class_folders(root: Path) -> dict[str, list[str]]:
     """Class name -> sorted image paths relative to ``root``'s parent class folders."""
     classes = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(str(f.relative_to(root)) for f in folder.rglob("*")
-                        if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        images = sorted(
+            str(f.relative_to(root))
+            for f in folder.rglob("*")
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+        )
         if images:
             classes[folder.name] = images
     return classes
 
 
-def read_image_folder(root: str | Path, test_fraction: float = 0.2, split_seed: int = 0) -> LabelledData:
+def read_image_folder(
+    root: str | Path, test_fraction: float = 0.2, split_seed: int = 0
+) -> LabelledData:
     """Read the ImageFolder layout under ``root`` (see the module docstring)."""
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -46,8 +51,10 @@ def read_image_folder(root: str | Path, test_fraction: float = 0.2, split_seed: 
         names = sorted(train_classes)
         missing = sorted(set(names) - set(test_classes))
         if missing:
-            raise DataMissingError(f"{root / 'test'} lacks classes {missing[:5]}",
-                                   "every class needs a train and a test folder")
+            raise DataMissingError(
+                f"{root / 'test'} lacks classes {missing[:5]}",
+                "every class needs a train and a test folder",
+            )
         train = [(f"train/{k}", names.index(c)) for c in names for k in train_classes[c]]
         test = [(f"test/{k}", names.index(c)) for c in names for k in test_classes[c]]
     else:
@@ -73,23 +80,41 @@ def read_image_folder(root: str | Path, test_fraction: float = 0.2, split_seed: 
     # cache adds the folder's absolute path itself.
     source = f"folder:{root.name}"
     return LabelledData(
-        root.name, names,
+        root.name,
+        names,
         Samples(source, [k for k, _ in train], [c for _, c in train], loader),
         Samples(source, [k for k, _ in test], [c for _, c in test], loader),
     )
 
 
 @register_scenario("folder")
-def folder_cil(root: str = "", init_cls: int | None = None, increment: int = 10,
-               num_tasks: int | None = None, seed: int = 1993, shuffle: bool = True,
-               test_fraction: float = 0.2, image_size: int | None = None) -> Scenario:
+def folder_cil(
+    root: str = "",
+    init_cls: int | None = None,
+    increment: int = 10,
+    num_tasks: int | None = None,
+    seed: int = 1993,
+    shuffle: bool = True,
+    test_fraction: float = 0.2,
+    image_size: int | None = None,
+) -> Scenario:
     """Your own ImageFolder data (--set scenario.root=PATH), class-incremental B/Inc, seed-1993 order."""
     if not root:
-        raise DataMissingError("the folder scenario needs a data folder",
-                               "pass --set scenario.root=PATH (one sub-folder of images per class)")
+        raise DataMissingError(
+            "the folder scenario needs a data folder",
+            "pass --set scenario.root=PATH (one sub-folder of images per class)",
+        )
     data = read_image_folder(root, test_fraction)
     protocol = {"root": str(Path(root).expanduser().resolve())}
     if image_size:
         protocol["image_size"] = image_size
-    return class_incremental(data, "folder", init_cls=init_cls, increment=increment,
-                             num_tasks=num_tasks, seed=seed, shuffle=shuffle, protocol=protocol)
+    return class_incremental(
+        data,
+        "folder",
+        init_cls=init_cls,
+        increment=increment,
+        num_tasks=num_tasks,
+        seed=seed,
+        shuffle=shuffle,
+        protocol=protocol,
+    )

@@ -31,12 +31,23 @@ def write_cifar100(root: Path, train_per_class: int = 1, test_per_class: int = 1
         labels = np.tile(np.arange(100), per)
         data = rng.integers(0, 255, size=(len(labels), 3072), dtype=np.uint8)
         with open(folder / part, "wb") as handle:
-            pickle.dump({"data": data, "fine_labels": labels.tolist(),
-                         "coarse_labels": (labels // 5).tolist(), "filenames": [f"{i}.png" for i in range(len(labels))]},
-                        handle)
+            pickle.dump(
+                {
+                    "data": data,
+                    "fine_labels": labels.tolist(),
+                    "coarse_labels": (labels // 5).tolist(),
+                    "filenames": [f"{i}.png" for i in range(len(labels))],
+                },
+                handle,
+            )
     with open(folder / "meta", "wb") as handle:
-        pickle.dump({"fine_label_names": [f"fine{c:02d}" for c in range(100)],
-                     "coarse_label_names": [f"coarse{c:02d}" for c in range(20)]}, handle)
+        pickle.dump(
+            {
+                "fine_label_names": [f"fine{c:02d}" for c in range(100)],
+                "coarse_label_names": [f"coarse{c:02d}" for c in range(20)],
+            },
+            handle,
+        )
     return folder
 
 
@@ -59,7 +70,9 @@ def write_cub(root: Path, classes: list[str], images: dict[str, list[tuple[str, 
     (folder / "images.txt").write_text("\n".join(lines["images"]) + "\n")
     (folder / "image_class_labels.txt").write_text("\n".join(lines["labels"]) + "\n")
     (folder / "train_test_split.txt").write_text("\n".join(lines["split"]) + "\n")
-    (folder / "classes.txt").write_text("".join(f"{i} {n}\n" for i, n in enumerate(classes, start=1)))
+    (folder / "classes.txt").write_text(
+        "".join(f"{i} {n}\n" for i, n in enumerate(classes, start=1))
+    )
     return folder
 
 
@@ -81,23 +94,37 @@ def write_domainnet(root: Path, domains: list[str], classes: list[str], per_clas
             for label, name in enumerate(classes):
                 for i in range(per_class):
                     rel = f"{domain}/{name}/{domain}_{label:03d}_{part}{i}.png"
-                    write_png(root / "domainnet" / rel, d * 100_000 + label * 100 + i * 2 + (part == "test"))
+                    write_png(
+                        root / "domainnet" / rel,
+                        d * 100_000 + label * 100 + i * 2 + (part == "test"),
+                    )
                     lines.append(f"{rel} {label}")
             (root / "domainnet" / f"{domain}_{part}.txt").write_text("\n".join(lines) + "\n")
 
 
-def write_core50(root: Path, sessions: range = range(1, 12), objects: int = 50, per: int = 1) -> None:
+def write_core50(
+    root: Path, sessions: range = range(1, 12), objects: int = 50, per: int = 1
+) -> None:
     """``core50/core50_128x128/s<k>/o<j>/C_<kk>_<jj>_<nnn>.png``."""
     for s in sessions:
         for o in range(1, objects + 1):
             for i in range(per):
-                write_png(root / "core50" / "core50_128x128" / f"s{s}" / f"o{o}" / f"C_{s:02d}_{o:02d}_{i:03d}.png",
-                          s * 1000 + o * 10 + i)
+                write_png(
+                    root
+                    / "core50"
+                    / "core50_128x128"
+                    / f"s{s}"
+                    / f"o{o}"
+                    / f"C_{s:02d}_{o:02d}_{i:03d}.png",
+                    s * 1000 + o * 10 + i,
+                )
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """A gzipped idx file (unsigned bytes) as the MNIST family ships it."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wb") as handle:
         handle.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())

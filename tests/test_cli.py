@@ -14,8 +14,13 @@ from tests.helpers import write_image_folder
 
 
 def clbench(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clbench.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "clbench.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def assert_clear_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -28,26 +33,52 @@ def assert_clear_error(proc: subprocess.CompletedProcess, *fragments: str) -> No
 
 def test_help_explains_every_run_option():
     out = clbench("run", "--help").stdout
-    for option in ("--scenario", "--method", "--backbone", "--weights", "--seed", "--set", "--config",
-                   "--resume", "--json", "--data-root", "--results-dir"):
+    for option in (
+        "--scenario",
+        "--method",
+        "--backbone",
+        "--weights",
+        "--seed",
+        "--set",
+        "--config",
+        "--resume",
+        "--json",
+        "--data-root",
+        "--results-dir",
+    ):
         assert option in out
     assert "run" in clbench("--help").stdout
 
 
 def test_list_shows_the_registries():
     out = clbench("list").stdout
-    for name in ("emoji-cil", "folder", "simplecil", "ncm", "knn", "linear", "efficientnet-lite0", "timm"):
+    for name in (
+        "emoji-cil",
+        "folder",
+        "simplecil",
+        "ncm",
+        "knn",
+        "linear",
+        "efficientnet-lite0",
+        "timm",
+    ):
         assert name in out
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["--scenario", "emoji-cl"], "unknown scenario 'emoji-cl'"),
-    (["--method", "simplecl"], "unknown method 'simplecl'"),
-    (["--backbone", "resnet-9000"], "unknown backbone 'resnet-9000'"),
-    (["--set", "scenario.num_tasks=200"], "cannot split 87 classes into 200 tasks"),
-    (["--set", "k"], "is not key=value"),
-    (["--scenario", "folder", "--set", "scenario.root=/nonexistent/data"], "image folder not found"),
-])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--scenario", "emoji-cl"], "unknown scenario 'emoji-cl'"),
+        (["--method", "simplecl"], "unknown method 'simplecl'"),
+        (["--backbone", "resnet-9000"], "unknown backbone 'resnet-9000'"),
+        (["--set", "scenario.num_tasks=200"], "cannot split 87 classes into 200 tasks"),
+        (["--set", "k"], "is not key=value"),
+        (
+            ["--scenario", "folder", "--set", "scenario.root=/nonexistent/data"],
+            "image folder not found",
+        ),
+    ],
+)
 def test_bad_input_is_one_clear_message(args, fragment, tmp_path):
     store = tmp_path / "runs"
     store.mkdir()
@@ -73,8 +104,18 @@ def test_empty_folder_is_a_clear_error(tmp_path):
 def test_corrupt_image_is_a_clear_error(tmp_path):
     root = write_image_folder(tmp_path / "data", {"a": 3, "b": 3})
     (root / "b" / "0.png").write_bytes(b"not a png at all")
-    proc = clbench("run", "--scenario", "folder", "--set", f"scenario.root={root}",
-                   "--set", "scenario.increment=1", "--image-size", "32", "--no-store")
+    proc = clbench(
+        "run",
+        "--scenario",
+        "folder",
+        "--set",
+        f"scenario.root={root}",
+        "--set",
+        "scenario.increment=1",
+        "--image-size",
+        "32",
+        "--no-store",
+    )
     assert_clear_error(proc, "cannot decode image", "0.png")
 
 
@@ -83,7 +124,9 @@ def test_missing_npm_is_a_clear_error(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
-    proc = clbench("run", "--no-store", env={"PATH": str(bin_dir), "CLBENCH_CACHE": str(tmp_path / "cache")})
+    proc = clbench(
+        "run", "--no-store", env={"PATH": str(bin_dir), "CLBENCH_CACHE": str(tmp_path / "cache")}
+    )
     assert_clear_error(proc, "npm is needed", "apt-get install npm")
 
 
@@ -91,11 +134,31 @@ def test_missing_npm_is_a_clear_error(tmp_path):
 def test_json_run_on_own_image_folder(tmp_path):
     root = write_image_folder(tmp_path / "data", {f"c{i}": 4 for i in range(6)})
     store = tmp_path / "runs"
-    proc = clbench("run", "--scenario", "folder", "--set", f"scenario.root={root}", "--set",
-                   "scenario.increment=2", "--image-size", "32", "--json", "--results-dir", str(store))
+    proc = clbench(
+        "run",
+        "--scenario",
+        "folder",
+        "--set",
+        f"scenario.root={root}",
+        "--set",
+        "scenario.increment=2",
+        "--image-size",
+        "32",
+        "--json",
+        "--results-dir",
+        str(store),
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    for key in ("scenario", "method", "backbone", "accuracy_matrix", "test_counts", "metrics", "timings"):
+    for key in (
+        "scenario",
+        "method",
+        "backbone",
+        "accuracy_matrix",
+        "test_counts",
+        "metrics",
+        "timings",
+    ):
         assert key in result
     assert result["scenario"] == "folder" and result["method"] == "simplecil"
     assert len(result["accuracy_matrix"]) == 3 and sum(result["test_counts"]) == 6

@@ -20,10 +20,19 @@ def data_root(tmp_path, monkeypatch):
 
 
 def test_domainnet_stream_follows_the_protocol_order(data_root):
-    write_domainnet(data_root, list(DOMAINS), ["aircraft_carrier", "airplane", "alarm_clock"], per_class=2)
+    write_domainnet(
+        data_root, list(DOMAINS), ["aircraft_carrier", "airplane", "alarm_clock"], per_class=2
+    )
     scenario = create_scenario("domainnet")
     assert scenario.kind == "domain-incremental" and scenario.evaluate_unseen
-    assert [t.domain for t in scenario.tasks] == ["real", "quickdraw", "painting", "sketch", "infograph", "clipart"]
+    assert [t.domain for t in scenario.tasks] == [
+        "real",
+        "quickdraw",
+        "painting",
+        "sketch",
+        "infograph",
+        "clipart",
+    ]
     for task in scenario.tasks:
         assert task.classes.tolist() == [0, 1, 2] and task.seen_classes == 3
         assert set(task.test.domains) == {task.domain}
@@ -70,5 +79,6 @@ def test_emoji_dil_shares_one_label_set_and_holds_out_the_same_emoji():
 
 def test_emoji_proprietary_vendors_need_opt_in():
     from clbench.errors import ConfigError
+
     with pytest.raises(ConfigError, match="proprietary"):
         create_scenario("emoji-dil", vendors=["google", "apple"])

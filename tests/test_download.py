@@ -24,8 +24,11 @@ def served(tmp_path):
 def test_download_verifies_and_names_the_file(served, tmp_path):
     folder, blob = served
     with http_server(folder) as (url, _):
-        path = download(RemoteFile(f"{url}/blob.bin", "blob.bin", digest(folder / "blob.bin")),
-                        tmp_path / "dl", quiet=True)
+        path = download(
+            RemoteFile(f"{url}/blob.bin", "blob.bin", digest(folder / "blob.bin")),
+            tmp_path / "dl",
+            quiet=True,
+        )
     assert path.read_bytes() == blob
     assert not (tmp_path / "dl" / "blob.bin.part").exists()
 
@@ -33,8 +36,11 @@ def test_download_verifies_and_names_the_file(served, tmp_path):
 def test_truncated_transfer_resumes_with_range(served, tmp_path):
     folder, blob = served
     with http_server(folder, cut={"/blob.bin"}) as (url, server):
-        path = download(RemoteFile(f"{url}/blob.bin", "blob.bin", digest(folder / "blob.bin", "md5")),
-                        tmp_path / "dl", quiet=True)
+        path = download(
+            RemoteFile(f"{url}/blob.bin", "blob.bin", digest(folder / "blob.bin", "md5")),
+            tmp_path / "dl",
+            quiet=True,
+        )
     assert path.read_bytes() == blob
     assert len(server.requests) == 2
     assert server.requests[0][1] is None
@@ -48,7 +54,11 @@ def test_leftover_part_file_is_resumed_not_restarted(served, tmp_path):
     target.mkdir()
     (target / "blob.bin.part").write_bytes(blob[:1000])  # an earlier, interrupted run
     with http_server(folder) as (url, server):
-        download(RemoteFile(f"{url}/blob.bin", "blob.bin", digest(folder / "blob.bin")), target, quiet=True)
+        download(
+            RemoteFile(f"{url}/blob.bin", "blob.bin", digest(folder / "blob.bin")),
+            target,
+            quiet=True,
+        )
     assert server.requests == [("/blob.bin", "bytes=1000-")]
     assert (target / "blob.bin").read_bytes() == blob
 
@@ -59,14 +69,22 @@ def test_server_without_range_support_restarts_cleanly(served, tmp_path):
     target.mkdir()
     (target / "blob.bin.part").write_bytes(b"stale bytes that must not survive")
     with http_server(folder, ignore_range=True) as (url, _):
-        download(RemoteFile(f"{url}/blob.bin", "blob.bin", digest(folder / "blob.bin")), target, quiet=True)
+        download(
+            RemoteFile(f"{url}/blob.bin", "blob.bin", digest(folder / "blob.bin")),
+            target,
+            quiet=True,
+        )
     assert (target / "blob.bin").read_bytes() == blob
 
 
 def test_checksum_mismatch_raises_and_removes_the_file(served, tmp_path):
     folder, _ = served
     with http_server(folder) as (url, _), pytest.raises(ClbenchError, match="expected 0000"):
-        download(RemoteFile(f"{url}/blob.bin", "blob.bin", "sha256:" + "0" * 64), tmp_path / "dl", quiet=True)
+        download(
+            RemoteFile(f"{url}/blob.bin", "blob.bin", "sha256:" + "0" * 64),
+            tmp_path / "dl",
+            quiet=True,
+        )
     assert list((tmp_path / "dl").iterdir()) == []
 
 
@@ -84,9 +102,22 @@ def test_fetch_files_unpacks_archives_and_places_plain_files(tmp_path):
     (www / "list.txt").write_text("plain")
     dest = tmp_path / "root"
     with http_server(www) as (url, _):
-        fetch_files((RemoteFile(f"{url}/pack.tar.gz", "pack.tar.gz", digest(www / "pack.tar.gz"), into="ds"),
-                     RemoteFile(f"{url}/list.txt", "list.txt", digest(www / "list.txt"), extract=False, into="ds")),
-                    dest, quiet=True)
+        fetch_files(
+            (
+                RemoteFile(
+                    f"{url}/pack.tar.gz", "pack.tar.gz", digest(www / "pack.tar.gz"), into="ds"
+                ),
+                RemoteFile(
+                    f"{url}/list.txt",
+                    "list.txt",
+                    digest(www / "list.txt"),
+                    extract=False,
+                    into="ds",
+                ),
+            ),
+            dest,
+            quiet=True,
+        )
     assert (dest / "ds" / "a" / "x.txt").read_text() == "x"
     assert (dest / "ds" / "list.txt").read_text() == "plain"
     assert not (dest / ".downloads").exists()

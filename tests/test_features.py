@@ -46,8 +46,13 @@ def test_order_follows_the_request_not_the_cache(tmp_path):
     data = array_data(2, 3, 1)
     cache = FeatureCache(tmp_path)
     forward = cache.get(CountingEncoder(), "enc", data.train, to_tensor, torch.device("cpu"))
-    reverse = cache.get(CountingEncoder(), "enc", data.train.subset(np.arange(6)[::-1]), to_tensor,
-                        torch.device("cpu"))
+    reverse = cache.get(
+        CountingEncoder(),
+        "enc",
+        data.train.subset(np.arange(6)[::-1]),
+        to_tensor,
+        torch.device("cpu"),
+    )
     assert torch.equal(reverse, forward.flip(0))
 
 

@@ -64,6 +64,7 @@ def test_draw_does_not_depend_on_sample_order():
     data = array_data(num_classes=6, train_per_class=6, test_per_class=1)
     shuffled = np.random.default_rng(0).permutation(len(data.train))
     from clbench.data import LabelledData
+
     other = LabelledData(data.name, data.class_names, data.train.subset(shuffled), data.test)
     a = few_shot(data, "x", base=2, ways=2, shots=2, seed=3)
     b = few_shot(other, "x", base=2, ways=2, shots=2, seed=3)
@@ -90,15 +91,22 @@ def test_cub200_fscil_reads_the_published_session_files(tmp_path, monkeypatch):
     assert len(novel) == 100 and novel[0].startswith("101.")
     classes = [f"{i:03d}.Base_{i}" for i in range(1, 101)] + novel
     images = {c: [("base_train.jpg", True), ("test.jpg", False)] for c in classes[:100]}
-    images.update({c: [(f, True) for f in session_paths[c]] + [("extra_train.jpg", True), ("test.jpg", False)]
-                   for c in novel})
+    images.update(
+        {
+            c: [(f, True) for f in session_paths[c]]
+            + [("extra_train.jpg", True), ("test.jpg", False)]
+            for c in novel
+        }
+    )
     write_cub(tmp_path, classes, images)
     scenario = create_scenario("cub200-fscil")
     assert scenario.kind == "few-shot-class-incremental"
     assert [len(t.classes) for t in scenario.tasks] == [100] + [10] * 10
     assert [len(t.train) for t in scenario.tasks] == [100] + [50] * 10
     assert scenario.class_order == list(range(200))
-    assert "extra_train.jpg" not in {k.rsplit("/", 1)[1] for t in scenario.tasks[1:] for k in t.train.keys}
+    assert "extra_train.jpg" not in {
+        k.rsplit("/", 1)[1] for t in scenario.tasks[1:] for k in t.train.keys
+    }
     assert all(len(t.test) == len(t.classes) for t in scenario.tasks)
     assert_no_test_image_trained(scenario)
 
@@ -107,19 +115,31 @@ def test_cifar100_session_file_format_selects_train_positions(monkeypatch):
     """CIFAR's CEC files hold positions in the train arrays; a file naming images of
     the wrong classes is rejected rather than silently used."""
     from clbench.scenarios import fewshot
-    indices = [int(x) for t in range(2, 10)
-               for x in (SESSION_FILES / "cifar100" / f"session_{t}.txt").read_text().split()]
+
+    indices = [
+        int(x)
+        for t in range(2, 10)
+        for x in (SESSION_FILES / "cifar100" / f"session_{t}.txt").read_text().split()
+    ]
     labels = np.arange(50_000) % 60  # base classes everywhere else
     for pos, index in enumerate(indices):  # five consecutive lines per novel class
         labels[index] = 60 + pos // 5
     data = array_data(num_classes=100, train_per_class=0, test_per_class=1)
     from clbench.data import ArrayLoader, LabelledData, Samples
-    train = Samples("cifar100/train", [f"train/{i}" for i in range(50_000)], labels, ArrayLoader(np.zeros((1, 2, 2), np.uint8)))
+
+    train = Samples(
+        "cifar100/train",
+        [f"train/{i}" for i in range(50_000)],
+        labels,
+        ArrayLoader(np.zeros((1, 2, 2), np.uint8)),
+    )
     cifar = LabelledData("cifar100", data.class_names, train, data.test)
     monkeypatch.setattr(fewshot, "read_cifar100", lambda: cifar)
     scenario = create_scenario("cifar100-fscil")
     assert [len(t.train) for t in scenario.tasks] == [50_000 - len(indices)] + [25] * 8
-    assert sorted(int(k.split("/")[1]) for k in scenario.tasks[1].train.keys) == sorted(indices[:25])
+    assert sorted(int(k.split("/")[1]) for k in scenario.tasks[1].train.keys) == sorted(
+        indices[:25]
+    )
     labels[indices[0]] = 61  # a session-2 image of the wrong class
     with pytest.raises(ConfigError, match="session 2 file"):
         create_scenario("cifar100-fscil")
@@ -127,17 +147,24 @@ def test_cifar100_session_file_format_selects_train_positions(monkeypatch):
 
 def test_miniimagenet_session_lines_map_to_image_files(tmp_path, monkeypatch):
     monkeypatch.setenv("CLBENCH_DATA", str(tmp_path))
-    lines = [line for t in range(2, 10)
-             for line in (SESSION_FILES / "mini_imagenet" / f"session_{t}.txt").read_text().split()]
+    lines = [
+        line
+        for t in range(2, 10)
+        for line in (SESSION_FILES / "mini_imagenet" / f"session_{t}.txt").read_text().split()
+    ]
     novel = list(dict.fromkeys(line.split("/")[2] for line in lines))
     assert len(novel) == 40
     wnids = [f"nbase{i:04d}" for i in range(60)] + novel
     split = tmp_path / "miniimagenet" / "split" / "cec"
     split.mkdir(parents=True)
-    train_rows = [(f"{w}b.jpg", w) for w in wnids[:60]] + [(line.split("/")[3], line.split("/")[2]) for line in lines]
+    train_rows = [(f"{w}b.jpg", w) for w in wnids[:60]] + [
+        (line.split("/")[3], line.split("/")[2]) for line in lines
+    ]
     test_rows = [(f"{w}t.jpg", w) for w in wnids]
     for name, rows in (("train", train_rows), ("test", test_rows)):
-        (split / f"{name}.csv").write_text("filename,label\n" + "".join(f"{f},{w}\n" for f, w in rows))
+        (split / f"{name}.csv").write_text(
+            "filename,label\n" + "".join(f"{f},{w}\n" for f, w in rows)
+        )
     for f, _ in train_rows[:1] + test_rows[:1]:
         write_png(tmp_path / "miniimagenet" / "images" / f, 0)
     scenario = create_scenario("miniimagenet-fscil")

@@ -30,8 +30,12 @@ def toy_data() -> LabelledData:
         labels = np.repeat(np.arange(CLASSES), n)
         noise = rng.randint(-40, 40, (len(labels), SIZE, SIZE, 3))
         images = np.clip(colours[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
-        return Samples(f"toy/{prefix}", [f"{prefix}/{i}" for i in range(len(labels))], labels,
-                       ArrayLoader(images))
+        return Samples(
+            f"toy/{prefix}",
+            [f"{prefix}/{i}" for i in range(len(labels))],
+            labels,
+            ArrayLoader(images),
+        )
 
     return LabelledData("toy", [f"c{i}" for i in range(CLASSES)], part("train", 6), part("test", 4))
 
@@ -40,9 +44,18 @@ def tiny_vit_backbone() -> Backbone:
     from timm.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(0)
-    model = VisionTransformer(img_size=SIZE, patch_size=7, embed_dim=DIM, depth=DEPTH, num_heads=2,
-                              init_values=0.5, num_classes=0)
-    return Backbone(model.eval(), name="tiny-vit", weights_id="seed0", feature_dim=DIM, image_size=SIZE)
+    model = VisionTransformer(
+        img_size=SIZE,
+        patch_size=7,
+        embed_dim=DIM,
+        depth=DEPTH,
+        num_heads=2,
+        init_values=0.5,
+        num_classes=0,
+    )
+    return Backbone(
+        model.eval(), name="tiny-vit", weights_id="seed0", feature_dim=DIM, image_size=SIZE
+    )
 
 
 def tiny_cnn_backbone() -> Backbone:
@@ -50,8 +63,13 @@ def tiny_cnn_backbone() -> Backbone:
 
     torch.manual_seed(0)
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
-    return Backbone(model.eval(), name="tiny-cnn", weights_id="seed0", feature_dim=model.num_features,
-                    image_size=SIZE)
+    return Backbone(
+        model.eval(),
+        name="tiny-cnn",
+        weights_id="seed0",
+        feature_dim=model.num_features,
+        image_size=SIZE,
+    )
 
 
 def run(learner, backbone=None):
@@ -70,8 +88,11 @@ def test_aper_variants_adapt_once_and_concatenate(peft):
     evaluation = run(learner)
     assert (evaluation.correct >= 0).sum() == 6  # lower triangle of a 3-task run
     assert learner.stats.sums.shape == (CLASSES, 2 * DIM)  # [frozen, adapted] prototypes
-    expected = {"adapter": DEPTH * Adapter.num_parameters(DIM, 4), "vpt_shallow": 3 * DIM,
-                "vpt_deep": DEPTH * 3 * DIM}
+    expected = {
+        "adapter": DEPTH * Adapter.num_parameters(DIM, 4),
+        "vpt_shallow": 3 * DIM,
+        "vpt_deep": DEPTH * 3 * DIM,
+    }
     trained = evaluation.trainable_parameters
     assert len(set(trained)) == 1 and trained[0] == expected.get(peft, trained[0]) > 0
     if peft == "full":
@@ -97,8 +118,9 @@ def test_fsa_keeps_statistics_not_features(adapt):
     held = [v for v in vars(learner).values() if isinstance(v, torch.Tensor)]
     assert not held  # no feature matrix is kept between tasks
     film_params = 2 * DIM * (2 * DEPTH + 1)  # gamma and beta after every LayerNorm
-    assert evaluation.trainable_parameters[-1] == (film_params if adapt == "film" else
-                                                   count_parameters(tiny_vit_backbone()))
+    assert evaluation.trainable_parameters[-1] == (
+        film_params if adapt == "film" else count_parameters(tiny_vit_backbone())
+    )
 
 
 def test_fsa_schedule_keeps_the_reference_fractions():

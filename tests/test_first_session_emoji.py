@@ -25,14 +25,26 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "backbone", "options"), CASES,
-                         ids=[f"{m}-{b}-{'-'.join(map(str, o.values()))}" for m, b, o in CASES])
+@pytest.mark.parametrize(
+    ("method", "backbone", "options"),
+    CASES,
+    ids=[f"{m}-{b}-{'-'.join(map(str, o.values()))}" for m, b, o in CASES],
+)
 def test_runs_on_real_emoji(method, backbone, options, tmp_path):
-    spec = RunSpec(scenario="emoji-cil", method=method, backbone=backbone, image_size=56,
-                   method_options=options, scenario_options=SMALL)
+    spec = RunSpec(
+        scenario="emoji-cil",
+        method=method,
+        backbone=backbone,
+        image_size=56,
+        method_options=options,
+        scenario_options=SMALL,
+    )
     result = run(spec, cache=FeatureCache(tmp_path / "features"))
     assert len(result.accuracy_matrix) == 3
-    assert all(math.isfinite(v) for v in (result.metrics["avg_acc_sample"], result.metrics["last_acc_sample"]))
+    assert all(
+        math.isfinite(v)
+        for v in (result.metrics["avg_acc_sample"], result.metrics["last_acc_sample"])
+    )
     if method == "finetune":  # the lower bound: old tasks are forgotten, the newest is learned
         assert result.metrics["forgetting_pilot"] > 0.2
         assert result.accuracy_matrix[-1][-1] > CHANCE

@@ -36,7 +36,9 @@ def test_simplecil_last_accuracy_does_not_depend_on_the_split(simplecil):
     # Prototypes are class means of frozen features: the final classifier is the same
     # however the classes were grouped into tasks (PROTOCOLS.md's regression canary).
     three = run_emoji("simplecil", scenario={"num_tasks": 3})
-    assert three.metrics["last_acc_sample"] == pytest.approx(simplecil.metrics["last_acc_sample"], abs=1e-9)
+    assert three.metrics["last_acc_sample"] == pytest.approx(
+        simplecil.metrics["last_acc_sample"], abs=1e-9
+    )
 
 
 def test_ncm_and_knn_run_and_beat_chance():
@@ -51,8 +53,13 @@ def test_knn_with_k1_matches_a_brute_force_nearest_neighbour():
 
     from clbench.runner import prepare
 
-    scenario, learner, ctx = prepare(RunSpec(method="knn", method_options={"k": 1, "vote": "majority"},
-                                             scenario_options={"num_tasks": 1}))
+    scenario, learner, ctx = prepare(
+        RunSpec(
+            method="knn",
+            method_options={"k": 1, "vote": "majority"},
+            scenario_options={"num_tasks": 1},
+        )
+    )
     learner.setup(ctx)
     task = scenario.tasks[0]
     learner.learn(task.train_view())

@@ -303,7 +303,7 @@ def test_float64_features_give_exact_float64_statistics():
     from clbench.kernels import backend_name, class_stats
 
     g = torch.Generator().manual_seed(3)
-    x = (torch.randn(500, 24, generator=g, dtype=torch.float64) + 40.0)
+    x = torch.randn(500, 24, generator=g, dtype=torch.float64) + 40.0
     y = torch.randint(0, 5, (500,), generator=g)
     stats = class_stats(x, y, 5, outer=True)
     torch.testing.assert_close(stats.outer, x.T @ x, rtol=1e-13, atol=0)

@@ -25,8 +25,14 @@ def runs():
         fake_result("simplecil", seed=2, level=0.64, created_at="2026-01-01T00:00:02+00:00"),
         fake_result("ncm", seed=1, level=0.70, created_at="2026-01-01T00:00:03+00:00"),
         fake_result(HOSTILE, seed=1, level=0.40, created_at="2026-01-01T00:00:04+00:00"),
-        fake_result("simplecil", scenario="imagenet-r", seed=1, level=0.5,
-                    protocol={"init_cls": 20, "increment": 20}, created_at="2026-01-01T00:00:05+00:00"),
+        fake_result(
+            "simplecil",
+            scenario="imagenet-r",
+            seed=1,
+            level=0.5,
+            protocol={"init_cls": 20, "increment": 20},
+            created_at="2026-01-01T00:00:05+00:00",
+        ),
     ]
 
 
@@ -40,11 +46,15 @@ def test_board_has_one_row_per_method_with_mean_and_spread_over_seeds(runs):
     board = scenario_board(frame, "emoji-cil")
     assert list(board["method"]) == ["ncm", "simplecil", HOSTILE]  # best Ā first
     simple = board[board["method"] == "simplecil"].iloc[0]
-    seeds = frame[(frame["method"] == "simplecil") & (frame["scenario"] == "emoji-cil")]["avg_acc_sample"]
+    seeds = frame[(frame["method"] == "simplecil") & (frame["scenario"] == "emoji-cil")][
+        "avg_acc_sample"
+    ]
     assert simple["seeds"] == 2
     assert simple["avg_acc_sample_mean"] == pytest.approx(seeds.mean())
     assert simple["avg_acc_sample_std"] == pytest.approx(seeds.std(ddof=1))
-    assert pd.isna(board[board["method"] == "ncm"].iloc[0]["avg_acc_sample_std"])  # one seed: no spread
+    assert pd.isna(
+        board[board["method"] == "ncm"].iloc[0]["avg_acc_sample_std"]
+    )  # one seed: no spread
 
 
 def test_a_rerun_of_the_same_seed_replaces_the_older_one_on_the_board(runs):
@@ -57,7 +67,11 @@ def test_a_rerun_of_the_same_seed_replaces_the_older_one_on_the_board(runs):
 def test_scenario_options_make_another_board(runs):
     other = fake_result("ncm", config=None)
     other.config["scenario"]["num_tasks"] = 5
-    assert set(runs_frame([*runs, other])["scenario"]) == {"emoji-cil", "emoji-cil (num_tasks=5)", "imagenet-r"}
+    assert set(runs_frame([*runs, other])["scenario"]) == {
+        "emoji-cil",
+        "emoji-cil (num_tasks=5)",
+        "imagenet-r",
+    }
 
 
 def test_site_pages_and_figures_exist_with_relative_links(site, runs):
@@ -87,7 +101,10 @@ def test_published_numbers_only_on_matching_scenarios_and_labelled(site):
     emoji = site.scenario_pages["emoji-cil"].read_text()
     imr = site.scenario_pages["imagenet-r"].read_text()
     assert "published" not in emoji.split("<main>")[1].split("</main>")[0]
-    assert '<th class="published">published Ā / last (%), not measured here</th>' in imr and "Published numbers for this protocol" in imr
+    assert (
+        '<th class="published">published Ā / last (%), not measured here</th>' in imr
+        and "Published numbers for this protocol" in imr
+    )
     assert "61.26 / 54.55 (ViT-B/16-IN21K)" in imr  # SimpleCIL's published IN-R B0Inc20 Ā / last
     assert "MOS paper" in imr
 
@@ -95,9 +112,15 @@ def test_published_numbers_only_on_matching_scenarios_and_labelled(site):
 def test_published_rows_require_the_same_protocol():
     entries = load_published()
     assert published_for(entries, "imagenet-r", {"init_cls": 20, "increment": 20})
-    assert not [e for e in published_for(entries, "imagenet-r", {"init_cls": 10, "increment": 10}) if e.init_cls]
+    assert not [
+        e
+        for e in published_for(entries, "imagenet-r", {"init_cls": 10, "increment": 10})
+        if e.init_cls
+    ]
     assert not published_for(entries, "emoji-cil", {})
-    assert {e.method_label for e in published_for(entries, "CUB-200", {"init_cls": 10, "increment": 10})} >= {"SimpleCIL", "MOS"}
+    assert {
+        e.method_label for e in published_for(entries, "CUB-200", {"init_cls": 10, "increment": 10})
+    } >= {"SimpleCIL", "MOS"}
 
 
 def test_figures_are_reused_and_redrawn_on_request(runs, tmp_path):
@@ -125,21 +148,63 @@ def test_leaderboard_report_and_results_commands(runs, tmp_path, capsys):
     store = ResultsStore(tmp_path / "runs")
     for result in runs:
         store.write(result)
-    assert main(["leaderboard", "--runs", str(store.root), "--out", str(tmp_path / "site"), "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                "--runs",
+                str(store.root),
+                "--out",
+                str(tmp_path / "site"),
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "open:" in capsys.readouterr().out and (tmp_path / "site" / "index.html").exists()
 
-    assert main(["report", runs[2].run_id, "--runs", str(store.root), "--out", str(tmp_path / "reports")]) == 0
+    assert (
+        main(
+            [
+                "report",
+                runs[2].run_id,
+                "--runs",
+                str(store.root),
+                "--out",
+                str(tmp_path / "reports"),
+            ]
+        )
+        == 0
+    )
     page = Path(capsys.readouterr().out.split("report: ")[1].strip())
-    assert page.exists() and {p.name for p in page.parent.glob("*.png")} == {"heatmap.png", "curve.png", "bars.png"}
+    assert page.exists() and {p.name for p in page.parent.glob("*.png")} == {
+        "heatmap.png",
+        "curve.png",
+        "bars.png",
+    }
     assert runs[2].split_hash in page.read_text()
 
-    assert main(["results", "--runs", str(store.root), "--csv", str(tmp_path / "r.csv"),
-                 "--parquet", str(tmp_path / "r.parquet")]) == 0
+    assert (
+        main(
+            [
+                "results",
+                "--runs",
+                str(store.root),
+                "--csv",
+                str(tmp_path / "r.csv"),
+                "--parquet",
+                str(tmp_path / "r.parquet"),
+            ]
+        )
+        == 0
+    )
     csv, parquet = pd.read_csv(tmp_path / "r.csv"), pd.read_parquet(tmp_path / "r.parquet")
     assert len(csv) == len(parquet) == len(runs)
     assert sorted(parquet["run_id"]) == sorted(r.run_id for r in runs)
-    assert parquet.loc[parquet["run_id"] == runs[0].run_id, "avg_acc_sample"].item() == pytest.approx(
-        100 * runs[0].metrics["avg_acc_sample"])
+    assert parquet.loc[
+        parquet["run_id"] == runs[0].run_id, "avg_acc_sample"
+    ].item() == pytest.approx(100 * runs[0].metrics["avg_acc_sample"])
 
     assert main(["results", "--runs", str(store.root), "--method", "ncm"]) == 0
     out = capsys.readouterr().out

@@ -24,15 +24,29 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed: `make test` installs it through "
-    "scripts/ensure_test_deps.sh when run as root (apt-get install chromium)")
+    CHROMIUM is None,
+    reason="chromium is not installed: `make test` installs it through "
+    "scripts/ensure_test_deps.sh when run as root (apt-get install chromium)",
+)
 
 
 def chromium(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-         "--hide-scrollbars", "--virtual-time-budget=5000", *args],
-        capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--hide-scrollbars",
+            "--virtual-time-budget=5000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def open_page(page: Path) -> tuple[str, list[str]]:
@@ -44,8 +58,10 @@ def open_page(page: Path) -> tuple[str, list[str]]:
 
 def images(dom: str) -> dict[str, str]:
     """src -> data-loaded ("yes" once the browser decoded it) of every img."""
-    return {m.group(1): (re.search(r'data-loaded="(\w+)"', m.group(0)) or [None, "never"])[1]
-            for m in re.finditer(r'<img[^>]*src="([^"]+)"[^>]*>', dom)}
+    return {
+        m.group(1): (re.search(r'data-loaded="(\w+)"', m.group(0)) or [None, "never"])[1]
+        for m in re.finditer(r'<img[^>]*src="([^"]+)"[^>]*>', dom)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +79,9 @@ def real_site(tmp_path_factory):
 def test_index_scenario_and_run_pages_load_cleanly(real_site):
     dom, console = open_page(real_site.index)
     assert console == []
-    assert re.search(r'<table id="scenarios".*?<a href="scenarios/emoji-cil.html">emoji-cil</a>', dom, re.S)
+    assert re.search(
+        r'<table id="scenarios".*?<a href="scenarios/emoji-cil.html">emoji-cil</a>', dom, re.S
+    )
 
     dom, console = open_page(real_site.scenario_pages["emoji-cil"])
     assert console == []
@@ -83,7 +101,11 @@ def test_screenshot_of_the_leaderboard(real_site):
     shot = REPO / "reports" / "leaderboard.png"
     shot.parent.mkdir(exist_ok=True)
     shot.unlink(missing_ok=True)
-    done = chromium("--window-size=1100,760", f"--screenshot={shot}", real_site.scenario_pages["emoji-cil"].as_uri())
+    done = chromium(
+        "--window-size=1100,760",
+        f"--screenshot={shot}",
+        real_site.scenario_pages["emoji-cil"].as_uri(),
+    )
     assert done.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size < 400_000
 
@@ -110,15 +132,22 @@ def test_a_hostile_method_name_stays_text_in_the_browser(tmp_path):
 
 
 def test_clicking_a_header_sorts_the_table(tmp_path):
-    runs = [fake_result(m, level=level) for m, level in (("ncm", 0.7), ("knn", 0.3), ("simplecil", 0.5))]
+    runs = [
+        fake_result(m, level=level) for m, level in (("ncm", 0.7), ("knn", 0.3), ("simplecil", 0.5))
+    ]
     page = build_site(runs, tmp_path / "site", workers=1).scenario_pages["emoji-cil"]
     # Click the Ā header once (ascending) after the site's own script set up.
     clicked = page.with_name("clicked.html")
-    clicked.write_text(page.read_text().replace("</body>", """<script>
+    clicked.write_text(
+        page.read_text().replace(
+            "</body>",
+            """<script>
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("#leaderboard thead th")[3].click();
 });
-</script></body>"""))
+</script></body>""",
+        )
+    )
     dom, console = open_page(clicked)
     assert console == []
     body = re.search(r'<table id="leaderboard".*?<tbody>(.*?)</tbody>', dom, re.S).group(1)

@@ -9,17 +9,21 @@ from clbench import metrics
 
 NAN = np.nan
 # acc[t, i]: three tasks; task 0 rises at t=1 before dropping (PILOT and Chaudhry differ there).
-ACC = np.array([
-    [0.80, NAN, NAN],
-    [0.90, 0.70, NAN],
-    [0.60, 0.50, 0.90],
-])
+ACC = np.array(
+    [
+        [0.80, NAN, NAN],
+        [0.90, 0.70, NAN],
+        [0.60, 0.50, 0.90],
+    ]
+)
 COUNTS = np.array([100, 50, 10])
-CORRECT = np.array([
-    [80, -1, -1],
-    [90, 35, -1],
-    [60, 25, 9],
-])
+CORRECT = np.array(
+    [
+        [80, -1, -1],
+        [90, 35, -1],
+        [60, 25, 9],
+    ]
+)
 
 
 def test_step_accuracy_sample_weighted_is_over_all_seen_samples():
@@ -97,11 +101,20 @@ def test_mtil_metrics():
 
 def test_summarize_names_every_convention():
     out = metrics.summarize(CORRECT.clip(min=0), COUNTS)
-    assert set(out) >= {"avg_acc_sample", "last_acc_sample", "avg_acc_task", "last_acc_task",
-                        "forgetting_pilot", "forgetting_chaudhry", "forgetting_avalanche", "bwt"}
+    assert set(out) >= {
+        "avg_acc_sample",
+        "last_acc_sample",
+        "avg_acc_task",
+        "last_acc_task",
+        "forgetting_pilot",
+        "forgetting_chaudhry",
+        "forgetting_avalanche",
+        "bwt",
+    }
 
 
 # --- against Avalanche's implementations on the same matrix ----------------------------------
+
 
 def _random_lower_triangular(seed: int, n: int = 6) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -138,4 +151,6 @@ def test_avalanche_forgetting_and_bwt_match_avalanche_streaming_metrics(seed):
     expected = np.mean([per_task[i] for i in range(n - 1)])
     assert metrics.forgetting(acc, "avalanche") == pytest.approx(expected)
     per_task_bwt = bwt.result()
-    assert metrics.backward_transfer(acc) == pytest.approx(np.mean([per_task_bwt[i] for i in range(n - 1)]))
+    assert metrics.backward_transfer(acc) == pytest.approx(
+        np.mean([per_task_bwt[i] for i in range(n - 1)])
+    )

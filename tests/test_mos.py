@@ -70,7 +70,7 @@ def test_merge_runs_after_every_optimiser_step():
     task, _ = synthetic_task(1, [2, 3], 4, seed=1)
     learner.learn(task)
     steps = -(-len(task.train) // SETTINGS["batch_size"])  # one epoch of batches
-    keep = 0.9 ** steps
+    keep = 0.9**steps
     for name, p in block.saved[1].named_parameters():
         assert torch.allclose(p, keep * start[name] + (1 - keep) * mean[name], atol=1e-5)
 
@@ -79,10 +79,15 @@ def test_masked_old_logits_receive_no_gradient():
     head = nn.Linear(5, 6)
     features, targets = torch.randn(4, 5), torch.tensor([3, 4, 5, 3])
     masked_cross_entropy(head(features), targets, known_classes=3).backward()
-    assert torch.count_nonzero(head.weight.grad[:3]) == 0 and torch.count_nonzero(head.bias.grad[:3]) == 0
+    assert (
+        torch.count_nonzero(head.weight.grad[:3]) == 0
+        and torch.count_nonzero(head.bias.grad[:3]) == 0
+    )
     assert torch.count_nonzero(head.weight.grad[3:]) > 0
     assert old_class_count(seen_classes=6, new_classes=3) == 3
-    assert old_class_count(seen_classes=6, new_classes=0) == 0  # a new domain of old classes: no mask
+    assert (
+        old_class_count(seen_classes=6, new_classes=0) == 0
+    )  # a new domain of old classes: no mask
 
 
 def test_contrastive_term_is_cross_entropy_of_scaled_similarities():
@@ -125,7 +130,9 @@ def test_retrieval_stops_when_the_predicted_task_is_stable():
     features[0, :, 0] = torch.tensor([1, 3, 5])  # adapter 0 says task 0: stable at once
     features[1, :, 0] = torch.tensor([2, 2, 0])  # 0 -> 1 -> 1: stable after two scorings
     features[2, :, 0] = torch.tensor([2, 4, 0])  # 0 -> 1 -> 2 -> 0 -> ...: capped at four
-    logits, chosen, iterations = self_refine(features, TaskOracle(), class_task, torch.zeros(3, dtype=torch.long))
+    logits, chosen, iterations = self_refine(
+        features, TaskOracle(), class_task, torch.zeros(3, dtype=torch.long)
+    )
     assert iterations.tolist() == [1, 2, 4]
     assert chosen.tolist() == [0, 1, 0]  # the adapter whose logits are returned
     assert logits.argmax(dim=1).tolist() == [1, 2, 2]
@@ -157,8 +164,11 @@ def test_predict_combines_scores_and_records_retrieval(two_tasks):
     assert step["after_task"] == 1 and step["samples"] == len(first_test) + len(second_test)
     assert 0.0 <= step["retrieval_accuracy"] <= 1.0 and sum(step["iterations"]) == step["samples"]
     torch.save(learner.state_dict(), io.BytesIO())  # per-task checkpoints pickle the learner
-    assert learner.trainable_parameters() == 2 * sum(
-        p.numel() for p in learner.blocks[0].saved[0].parameters()) * len(learner.blocks) + 6 * 49
+    assert (
+        learner.trainable_parameters()
+        == 2 * sum(p.numel() for p in learner.blocks[0].saved[0].parameters()) * len(learner.blocks)
+        + 6 * 49
+    )
 
 
 def test_parameter_groups_scale_the_learning_rate():
@@ -166,8 +176,13 @@ def test_parameter_groups_scale_the_learning_rate():
     from clbench.training import TrainConfig, make_optimizer
 
     body, head, frozen = nn.Linear(2, 2), nn.Linear(2, 3), nn.Linear(2, 2).requires_grad_(False)
-    optimizer = make_optimizer([{"params": [*body.parameters(), *frozen.parameters()]},
-                                {"params": list(head.parameters()), "lr_scale": 0.1}], TrainConfig(lr=0.05))
+    optimizer = make_optimizer(
+        [
+            {"params": [*body.parameters(), *frozen.parameters()]},
+            {"params": list(head.parameters()), "lr_scale": 0.1},
+        ],
+        TrainConfig(lr=0.05),
+    )
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.05, 0.005])
     assert [len(g["params"]) for g in optimizer.param_groups] == [2, 2]  # frozen ones dropped
 

@@ -71,11 +71,14 @@ def test_cub200_preset_b0_inc10(data_root):
     assert_protocol(create_scenario("cub200"), [10] * 20, ORDER_200)
 
 
-@pytest.mark.parametrize(("name", "classes", "sizes", "shuffled"), [
-    ("objectnet", 200, [10] * 20, True),
-    ("omnibenchmark", 300, [30] * 10, True),
-    ("vtab", 50, [10] * 5, False),
-])
+@pytest.mark.parametrize(
+    ("name", "classes", "sizes", "shuffled"),
+    [
+        ("objectnet", 200, [10] * 20, True),
+        ("omnibenchmark", 300, [30] * 10, True),
+        ("vtab", 50, [10] * 5, False),
+    ],
+)
 def test_presplit_presets(data_root, name, classes, sizes, shuffled):
     names = [f"class{c:03d}" for c in range(classes)]
     write_class_tree(data_root / name / "train", names, per_class=1)
@@ -114,10 +117,28 @@ def test_fashion_mnist_preset_is_a_documented_subset():
 
 def test_every_scenario_is_listed_with_its_protocol():
     entries = {e.name: e.description for e in SCENARIOS.entries()}
-    expected = {"emoji-cil", "emoji-dil", "emoji-fscil", "fashion-mnist", "cifar100", "cifar100-b0inc5",
-                "cub200", "imagenet-r", "imagenet-a", "objectnet", "omnibenchmark", "vtab", "domainnet",
-                "core50", "cifar100-fscil", "cub200-fscil", "miniimagenet-fscil"}
+    expected = {
+        "emoji-cil",
+        "emoji-dil",
+        "emoji-fscil",
+        "fashion-mnist",
+        "cifar100",
+        "cifar100-b0inc5",
+        "cub200",
+        "imagenet-r",
+        "imagenet-a",
+        "objectnet",
+        "omnibenchmark",
+        "vtab",
+        "domainnet",
+        "core50",
+        "cifar100-fscil",
+        "cub200-fscil",
+        "miniimagenet-fscil",
+    }
     assert expected <= set(entries)
     for name in expected:
         description = entries[name]
-        assert any(word in description for word in ("class-incremental", "domain-incremental", "few-shot")), name
+        assert any(
+            word in description for word in ("class-incremental", "domain-incremental", "few-shot")
+        ), name

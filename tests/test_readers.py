@@ -52,13 +52,21 @@ def data_root(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def serve_and_fetch(monkeypatch, name: str, www: Path, files: list[RemoteFile], root: Path,
-                    cut: set[str] | None = None) -> None:
+def serve_and_fetch(
+    monkeypatch,
+    name: str,
+    www: Path,
+    files: list[RemoteFile],
+    root: Path,
+    cut: set[str] | None = None,
+) -> None:
     """Point dataset ``name`` at a local server over ``www`` and run ``clbench fetch`` for it;
     the transfers of the files in ``cut`` are first broken off half-way."""
     with http_server(www, cut=cut) as (url, _):
-        local = tuple(dataclasses.replace(f, url=f"{url}/{f.filename}", checksum=digest(www / f.filename))
-                      for f in files)
+        local = tuple(
+            dataclasses.replace(f, url=f"{url}/{f.filename}", checksum=digest(www / f.filename))
+            for f in files
+        )
         monkeypatch.setitem(DATASETS, name, dataclasses.replace(DATASETS[name], files=local))
         assert main(["fetch", name, "--data-root", str(root)]) == 0
 
@@ -75,7 +83,9 @@ def test_cifar100_fetched_and_read(tmp_path, data_root, monkeypatch):
     write_cifar100(tmp_path / "src", train_per_class=2, test_per_class=1)
     www = tmp_path / "www"
     www.mkdir()
-    make_tar(tmp_path / "src" / "cifar-100-python", www / "cifar-100-python.tar.gz", "cifar-100-python")
+    make_tar(
+        tmp_path / "src" / "cifar-100-python", www / "cifar-100-python.tar.gz", "cifar-100-python"
+    )
     serve_and_fetch(monkeypatch, "cifar100", www, list(DATASETS["cifar100"].files), data_root)
     data = read_cifar100()
     assert data.num_classes == 100 and data.class_names[3] == "fine03"
@@ -86,18 +96,30 @@ def test_cifar100_fetched_and_read(tmp_path, data_root, monkeypatch):
         raw = pickle.load(handle, encoding="latin1")["data"][5]
     image = np.asarray(data.train.loader("train/5"))
     assert image.shape == (32, 32, 3)
-    assert (image[..., 0].ravel() == raw[:1024]).all() and (image[..., 2].ravel() == raw[2048:]).all()
+    assert (image[..., 0].ravel() == raw[:1024]).all() and (
+        image[..., 2].ravel() == raw[2048:]
+    ).all()
 
 
 # -- CUB-200-2011 ---------------------------------------------------------------------------
 def test_cub200_fetched_and_read(tmp_path, data_root, monkeypatch):
     classes = cub_classes(3)
-    write_cub(tmp_path / "src", classes, {c: [("a.jpg", True), ("b.jpg", False), ("c.jpg", True)] for c in classes})
+    write_cub(
+        tmp_path / "src",
+        classes,
+        {c: [("a.jpg", True), ("b.jpg", False), ("c.jpg", True)] for c in classes},
+    )
     www = tmp_path / "www"
     www.mkdir()
     make_tar(tmp_path / "src" / "CUB_200_2011", www / "CUB_200_2011.tgz", "CUB_200_2011")
-    serve_and_fetch(monkeypatch, "cub200", www, list(DATASETS["cub200"].files), data_root,
-                    cut={"/CUB_200_2011.tgz"})
+    serve_and_fetch(
+        monkeypatch,
+        "cub200",
+        www,
+        list(DATASETS["cub200"].files),
+        data_root,
+        cut={"/CUB_200_2011.tgz"},
+    )
     data = read_cub200()
     assert data.class_names == classes
     assert (len(data.train), len(data.test)) == (6, 3)
@@ -109,10 +131,14 @@ def test_fetch_with_a_bad_checksum_fails_with_one_message(tmp_path, data_root, m
     write_cifar100(tmp_path / "src")
     www = tmp_path / "www"
     www.mkdir()
-    make_tar(tmp_path / "src" / "cifar-100-python", www / "cifar-100-python.tar.gz", "cifar-100-python")
+    make_tar(
+        tmp_path / "src" / "cifar-100-python", www / "cifar-100-python.tar.gz", "cifar-100-python"
+    )
     with http_server(www) as (url, _):
         spec = DATASETS["cifar100"]
-        bad = dataclasses.replace(spec.files[0], url=f"{url}/cifar-100-python.tar.gz")  # the real md5
+        bad = dataclasses.replace(
+            spec.files[0], url=f"{url}/cifar-100-python.tar.gz"
+        )  # the real md5
         monkeypatch.setitem(DATASETS, "cifar100", dataclasses.replace(spec, files=(bad,)))
         assert main(["fetch", "cifar100", "--data-root", str(data_root)]) == 2
     err = capsys.readouterr().err
@@ -122,7 +148,9 @@ def test_fetch_with_a_bad_checksum_fails_with_one_message(tmp_path, data_root, m
 
 
 # -- ImageNet-R / ImageNet-A (original layout, seeded or listed 80/20 split) ----------------
-@pytest.mark.parametrize(("name", "reader"), [("imagenet-r", read_imagenet_r), ("imagenet-a", read_imagenet_a)])
+@pytest.mark.parametrize(
+    ("name", "reader"), [("imagenet-r", read_imagenet_r), ("imagenet-a", read_imagenet_a)]
+)
 def test_imagenet_variants_fetched_and_split_80_20(tmp_path, data_root, monkeypatch, name, reader):
     wnids = ["n01443537", "n01484850", "n01494475"]
     write_class_tree(tmp_path / "src" / name, wnids, per_class=10)
@@ -141,14 +169,21 @@ def test_imagenet_variants_fetched_and_split_80_20(tmp_path, data_root, monkeypa
 
 def test_imagenet_r_split_list_is_used_and_hash_checked(tmp_path, data_root):
     write_class_tree(data_root / "imagenet-r", ["n1", "n2"], per_class=3)
-    lines = ["train\timagenet-r/n1/img0.png", "test\timagenet-r/n1/img1.png", "train\timagenet-r/n1/img2.png",
-             "test\timagenet-r/n2/img0.png", "train\timagenet-r/n2/img1.png", "train\timagenet-r/n2/img2.png"]
+    lines = [
+        "train\timagenet-r/n1/img0.png",
+        "test\timagenet-r/n1/img1.png",
+        "train\timagenet-r/n1/img2.png",
+        "test\timagenet-r/n2/img0.png",
+        "train\timagenet-r/n2/img1.png",
+        "train\timagenet-r/n2/img2.png",
+    ]
     split = tmp_path / "split.txt"
     split.write_text("\n".join(lines) + "\n")
     data = read_imagenet_r(split_file=split)
     assert sorted(data.test.keys) == ["imagenet-r/n1/img1.png", "imagenet-r/n2/img0.png"]
     assert data.info["split_list_sha256"] == list_digest(sorted(lines))
     from clbench.scenarios.readers.base import read_split_list
+
     with pytest.raises(ClbenchError, match="does not match its recorded hash"):
         read_split_list(split, "0" * 64)
 
@@ -186,8 +221,10 @@ def test_domainnet_fetched_and_read(tmp_path, data_root, monkeypatch):
     assert list(data) == list(DOMAINS)
     sketch = data["sketch"]
     assert sketch.class_names == ["aircraft_carrier", "airplane"]
-    assert sketch.train.keys.tolist() == ["domainnet/sketch/aircraft_carrier/sketch_000_train0.png",
-                                          "domainnet/sketch/airplane/sketch_001_train0.png"]
+    assert sketch.train.keys.tolist() == [
+        "domainnet/sketch/aircraft_carrier/sketch_000_train0.png",
+        "domainnet/sketch/airplane/sketch_001_train0.png",
+    ]
     assert set(sketch.test.domains) == {"sketch"}
     assert sketch.test.loader(sketch.test.keys[1]).size == (4, 4)
 
@@ -197,7 +234,9 @@ def test_core50_fetched_and_read(tmp_path, data_root, monkeypatch):
     write_core50(tmp_path / "src", objects=3, per=2)
     www = tmp_path / "www"
     www.mkdir()
-    zip_folder(tmp_path / "src" / "core50" / "core50_128x128", www / "core50_128x128.zip", "core50_128x128")
+    zip_folder(
+        tmp_path / "src" / "core50" / "core50_128x128", www / "core50_128x128.zip", "core50_128x128"
+    )
     serve_and_fetch(monkeypatch, "core50", www, list(DATASETS["core50"].files), data_root)
     data = read_core50()
     assert (len(data.train), len(data.test)) == (8 * 3 * 2, 3 * 3 * 2)
@@ -209,17 +248,24 @@ def test_core50_fetched_and_read(tmp_path, data_root, monkeypatch):
 # -- miniImageNet ---------------------------------------------------------------------------
 def test_miniimagenet_csv_splits_and_cec_fetch(tmp_path, data_root, monkeypatch):
     from tests.dataset_layouts import write_png
+
     wnids = ["n01532829", "n01558993"]
     for w in wnids:
         for i in range(3):
             write_png(data_root / "miniimagenet" / "images" / f"{w}{i:08d}.jpg", i)
     www = tmp_path / "www"
     www.mkdir()
-    (www / "train.csv").write_text("filename,label\n" + "".join(f"{w}{i:08d}.jpg,{w}\n" for w in wnids for i in (0, 1)))
-    (www / "test.csv").write_text("filename,label\n" + "".join(f"{w}00000002.jpg,{w}\n" for w in reversed(wnids)))
+    (www / "train.csv").write_text(
+        "filename,label\n" + "".join(f"{w}{i:08d}.jpg,{w}\n" for w in wnids for i in (0, 1))
+    )
+    (www / "test.csv").write_text(
+        "filename,label\n" + "".join(f"{w}00000002.jpg,{w}\n" for w in reversed(wnids))
+    )
     with http_server(www) as (url, server):
-        local = tuple(dataclasses.replace(f, url=f"{url}/{f.filename}", checksum=digest(www / f.filename))
-                      for f in mini_module.CEC_SPLITS)
+        local = tuple(
+            dataclasses.replace(f, url=f"{url}/{f.filename}", checksum=digest(www / f.filename))
+            for f in mini_module.CEC_SPLITS
+        )
         monkeypatch.setattr(mini_module, "CEC_SPLITS", local)
         data = read_miniimagenet()
     assert data.class_names == wnids
@@ -230,15 +276,24 @@ def test_miniimagenet_csv_splits_and_cec_fetch(tmp_path, data_root, monkeypatch)
 
 # -- Fashion-MNIST --------------------------------------------------------------------------
 def test_fashion_mnist_idx_fetched_and_read(tmp_path, data_root, monkeypatch):
-    monkeypatch.setattr("clbench.scenarios.readers.fashion_mnist.DEBIAN_FOLDER", tmp_path / "no-debian")
-    monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(DATASETS["fashion-mnist"], system_markers=()))
+    monkeypatch.setattr(
+        "clbench.scenarios.readers.fashion_mnist.DEBIAN_FOLDER", tmp_path / "no-debian"
+    )
+    monkeypatch.setitem(
+        DATASETS, "fashion-mnist", dataclasses.replace(DATASETS["fashion-mnist"], system_markers=())
+    )
     www = tmp_path / "www"
     rng = np.random.default_rng(0)
-    images = {"train": rng.integers(0, 255, (20, 28, 28)), "t10k": rng.integers(0, 255, (10, 28, 28))}
+    images = {
+        "train": rng.integers(0, 255, (20, 28, 28)),
+        "t10k": rng.integers(0, 255, (10, 28, 28)),
+    }
     for prefix, arr in images.items():
         write_idx(www / f"{prefix}-images-idx3-ubyte.gz", arr)
         write_idx(www / f"{prefix}-labels-idx1-ubyte.gz", np.arange(len(arr)) % 10)
-    serve_and_fetch(monkeypatch, "fashion-mnist", www, list(DATASETS["fashion-mnist"].files), data_root)
+    serve_and_fetch(
+        monkeypatch, "fashion-mnist", www, list(DATASETS["fashion-mnist"].files), data_root
+    )
     data = read_fashion_mnist()
     assert (len(data.train), len(data.test)) == (20, 10)
     assert np.asarray(data.train.loader("train/3"))[..., 0].tolist() == images["train"][3].tolist()
@@ -281,8 +336,19 @@ def test_missing_manual_dataset_names_the_page(data_root):
     assert "https://github.com/sun-hailong/LAMDA-PILOT" in text and "licence" in text
 
 
-@pytest.mark.parametrize("scenario", ["cifar100", "imagenet-r", "cub200", "objectnet", "vtab",
-                                      "domainnet", "core50", "miniimagenet-fscil"])
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "cifar100",
+        "imagenet-r",
+        "cub200",
+        "objectnet",
+        "vtab",
+        "domainnet",
+        "core50",
+        "miniimagenet-fscil",
+    ],
+)
 def test_cli_run_on_absent_benchmark_prints_one_clear_message(scenario, data_root, capsys):
     assert main(["run", "--scenario", scenario, "--data-root", str(data_root), "--no-store"]) == 2
     err = capsys.readouterr().err

@@ -40,26 +40,36 @@ def check(path, store, capsys, *extra: str) -> tuple[int, str, str]:
 def test_a_drop_one_point_below_tolerance_fails_and_names_the_row(tmp_path, store, capsys):
     last = measured(store, "ncm", "last_acc_sample")
     avg = measured(store, "simplecil", "avg_acc_sample")
-    path = expected_file(tmp_path, [
-        f"emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,{avg:.4f},0.5",
-        # measured = expected - tolerance - 1 point
-        f"emoji-cil,ncm,efficientnet-lite0,1993,,last_acc_sample,{last + 0.5 + 1:.4f},0.5",
-    ])
+    path = expected_file(
+        tmp_path,
+        [
+            f"emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,{avg:.4f},0.5",
+            # measured = expected - tolerance - 1 point
+            f"emoji-cil,ncm,efficientnet-lite0,1993,,last_acc_sample,{last + 0.5 + 1:.4f},0.5",
+        ],
+    )
     code, out, _ = check(path, store, capsys)
     assert code == 1
     assert "1 of 2 checks regressed" in out
     failures = [line for line in out.splitlines() if line.strip().startswith("REGRESSED line")]
     assert len(failures) == 1
-    assert "line 3" in failures[0] and "ncm on emoji-cil" in failures[0] and "last_acc_sample" in failures[0]
+    assert (
+        "line 3" in failures[0]
+        and "ncm on emoji-cil" in failures[0]
+        and "last_acc_sample" in failures[0]
+    )
 
 
 def test_a_rise_and_a_drop_within_tolerance_pass(tmp_path, store, capsys):
     avg = measured(store, "simplecil", "avg_acc_sample")
     last = measured(store, "ncm", "last_acc_sample")
-    path = expected_file(tmp_path, [
-        f"emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,{avg - 5:.4f},0.5",  # rose 5 points
-        f"emoji-cil,ncm,efficientnet-lite0,1993,,last_acc_sample,{last + 0.5:.6f},0.5",  # exactly at tolerance
-    ])
+    path = expected_file(
+        tmp_path,
+        [
+            f"emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,{avg - 5:.4f},0.5",  # rose 5 points
+            f"emoji-cil,ncm,efficientnet-lite0,1993,,last_acc_sample,{last + 0.5:.6f},0.5",  # exactly at tolerance
+        ],
+    )
     code, out, _ = check(path, store, capsys)
     assert code == 0, out
     assert "improved" in out and "all 2 checks passed" in out
@@ -67,21 +77,50 @@ def test_a_rise_and_a_drop_within_tolerance_pass(tmp_path, store, capsys):
 
 def test_forgetting_fails_when_it_rises_not_when_it_falls(tmp_path, store, capsys):
     forgetting = measured(store, "simplecil", "forgetting_pilot")
-    worse = expected_file(tmp_path, [f"emoji-cil,simplecil,efficientnet-lite0,1993,,forgetting_pilot,{forgetting - 2:.4f},0.5"], "w.csv")
-    better = expected_file(tmp_path, [f"emoji-cil,simplecil,efficientnet-lite0,1993,,forgetting_pilot,{forgetting + 2:.4f},0.5"], "b.csv")
+    worse = expected_file(
+        tmp_path,
+        [f"emoji-cil,simplecil,efficientnet-lite0,1993,,forgetting_pilot,{forgetting - 2:.4f},0.5"],
+        "w.csv",
+    )
+    better = expected_file(
+        tmp_path,
+        [f"emoji-cil,simplecil,efficientnet-lite0,1993,,forgetting_pilot,{forgetting + 2:.4f},0.5"],
+        "b.csv",
+    )
     assert check(worse, store, capsys)[0] == 1
     assert check(better, store, capsys)[0] == 0
 
 
-@pytest.mark.parametrize("rows, message", [
-    (["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,fifty,0.5"], "value is 'fifty', not a number"),
-    (["emoji-cil,simplecil,efficientnet-lite0,1993,,accuracy,50,0.5"], "unknown metric 'accuracy'"),
-    (["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,50"], "fewer fields than the header"),
-    (["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,50,0.5,9"], "more fields than the header"),
-    (["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,50,-1"], "tolerance -1.0 is negative"),
-    (["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,,0.5"], "no expected value"),
-    (["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,50,0.5"] * 2, "listed twice"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            ["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,fifty,0.5"],
+            "value is 'fifty', not a number",
+        ),
+        (
+            ["emoji-cil,simplecil,efficientnet-lite0,1993,,accuracy,50,0.5"],
+            "unknown metric 'accuracy'",
+        ),
+        (
+            ["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,50"],
+            "fewer fields than the header",
+        ),
+        (
+            ["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,50,0.5,9"],
+            "more fields than the header",
+        ),
+        (
+            ["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,50,-1"],
+            "tolerance -1.0 is negative",
+        ),
+        (["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,,0.5"], "no expected value"),
+        (
+            ["emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,50,0.5"] * 2,
+            "listed twice",
+        ),
+    ],
+)
 def test_a_malformed_expected_file_is_a_clear_error(tmp_path, store, capsys, rows, message):
     path = expected_file(tmp_path, rows)
     code, _, err = check(path, store, capsys)
@@ -101,8 +140,10 @@ def test_missing_columns_and_missing_file_are_clear_errors(tmp_path, store, caps
 
 def test_comments_blank_lines_and_line_numbers(tmp_path):
     path = tmp_path / "e.csv"
-    path.write_text(f"# gate for CI\n{HEADER}\n\nemoji-cil,ncm,efficientnet-lite0,1993,,bwt,-3,0.5\n"
-                    "emoji-cil,ncm,efficientnet-lite0,1993,,fwt,x,0.5\n")
+    path.write_text(
+        f"# gate for CI\n{HEADER}\n\nemoji-cil,ncm,efficientnet-lite0,1993,,bwt,-3,0.5\n"
+        "emoji-cil,ncm,efficientnet-lite0,1993,,fwt,x,0.5\n"
+    )
     with pytest.raises(ConfigError, match=r"e.csv:5: value is 'x'"):
         read_expected(path)
 
@@ -118,29 +159,37 @@ def fake_runner(calls: list):
     return run
 
 
-def test_missing_runs_are_run_and_added_without_touching_stored_records(tmp_path, store, capsys, monkeypatch):
+def test_missing_runs_are_run_and_added_without_touching_stored_records(
+    tmp_path, store, capsys, monkeypatch
+):
     import clbench.runner
 
     calls: list = []
     monkeypatch.setattr(clbench.runner, "run", fake_runner(calls))
     before = {p.name: p.read_bytes() for p in store.root.glob("*.json")}
-    path = expected_file(tmp_path, [
-        "emoji-cil,ncm,efficientnet-lite0,1993,,avg_acc_sample,10,0.5",  # stored: answered from the store
-        "emoji-cil,knn,efficientnet-lite0,1993,,avg_acc_sample,10,0.5",  # missing: run now
-        "emoji-cil,knn,efficientnet-lite0,1993,,last_acc_sample,10,0.5",  # same run, not run twice
-        "emoji-cil,ncm,efficientnet-lite0,7,,avg_acc_sample,10,0.5",  # another seed: missing
-        "emoji-cil,ncm,efficientnet-lite0,1993,k=3,avg_acc_sample,10,0.5",  # ncm has no k: config error
-    ])
+    path = expected_file(
+        tmp_path,
+        [
+            "emoji-cil,ncm,efficientnet-lite0,1993,,avg_acc_sample,10,0.5",  # stored: answered from the store
+            "emoji-cil,knn,efficientnet-lite0,1993,,avg_acc_sample,10,0.5",  # missing: run now
+            "emoji-cil,knn,efficientnet-lite0,1993,,last_acc_sample,10,0.5",  # same run, not run twice
+            "emoji-cil,ncm,efficientnet-lite0,7,,avg_acc_sample,10,0.5",  # another seed: missing
+            "emoji-cil,ncm,efficientnet-lite0,1993,k=3,avg_acc_sample,10,0.5",  # ncm has no k: config error
+        ],
+    )
     code, _, err = check(path, store, capsys)
     assert code == 2 and "has no option k" in err  # options are validated like `clbench run --set`
     assert calls == []  # ... before anything runs
 
-    path = expected_file(tmp_path, [
-        "emoji-cil,ncm,efficientnet-lite0,1993,,avg_acc_sample,10,0.5",
-        "emoji-cil,knn,efficientnet-lite0,1993,,avg_acc_sample,10,0.5",
-        "emoji-cil,knn,efficientnet-lite0,1993,,last_acc_sample,10,0.5",
-        "emoji-cil,ncm,efficientnet-lite0,7,,avg_acc_sample,10,0.5",
-    ])
+    path = expected_file(
+        tmp_path,
+        [
+            "emoji-cil,ncm,efficientnet-lite0,1993,,avg_acc_sample,10,0.5",
+            "emoji-cil,knn,efficientnet-lite0,1993,,avg_acc_sample,10,0.5",
+            "emoji-cil,knn,efficientnet-lite0,1993,,last_acc_sample,10,0.5",
+            "emoji-cil,ncm,efficientnet-lite0,7,,avg_acc_sample,10,0.5",
+        ],
+    )
     calls.clear()
     code, out, err = check(path, store, capsys)
     assert code == 0, out + err
@@ -168,21 +217,28 @@ def test_a_run_with_other_hyper_parameters_does_not_answer(tmp_path, store, caps
     assert [s.method for s in calls] == ["knn"]
 
 
-def test_update_rewrites_values_from_fresh_runs_and_shows_the_diff(tmp_path, store, capsys, monkeypatch):
+def test_update_rewrites_values_from_fresh_runs_and_shows_the_diff(
+    tmp_path, store, capsys, monkeypatch
+):
     import clbench.runner
 
     calls: list = []
     monkeypatch.setattr(clbench.runner, "run", fake_runner(calls))
-    path = expected_file(tmp_path, [
-        "emoji-cil,ncm,efficientnet-lite0,1993,,avg_acc_sample,99.00,0.5",
-        "emoji-cil,knn,efficientnet-lite0,1993,k=3,last_acc_sample,,0.25",
-    ])
+    path = expected_file(
+        tmp_path,
+        [
+            "emoji-cil,ncm,efficientnet-lite0,1993,,avg_acc_sample,99.00,0.5",
+            "emoji-cil,knn,efficientnet-lite0,1993,k=3,last_acc_sample,,0.25",
+        ],
+    )
     code, out, _ = check(path, store, capsys, "--update")
     assert code == 0
     assert len(calls) == 2  # --update never trusts stored runs
     expectations = read_expected(path)
     fresh = {r.method: r for r in ResultsStore(store.root).all() if r.extra.get("fresh")}
-    assert expectations[0].value == pytest.approx(100 * fresh["ncm"].metrics["avg_acc_sample"], abs=0.005)
+    assert expectations[0].value == pytest.approx(
+        100 * fresh["ncm"].metrics["avg_acc_sample"], abs=0.005
+    )
     assert expectations[1].tolerance == 0.25 and expectations[1].key.options == "k=3"
     assert "99.00" in out and "new" in out
     assert check(path, store, capsys)[0] == 0
@@ -190,7 +246,9 @@ def test_update_rewrites_values_from_fresh_runs_and_shows_the_diff(tmp_path, sto
 
 def test_progress_goes_to_stderr_and_the_table_to_stdout(tmp_path, store, capsys):
     avg = measured(store, "simplecil", "avg_acc_sample")
-    path = expected_file(tmp_path, [f"emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,{avg:.4f},0.5"])
+    path = expected_file(
+        tmp_path, [f"emoji-cil,simplecil,efficientnet-lite0,1993,,avg_acc_sample,{avg:.4f},0.5"]
+    )
     code, out, err = check(path, store, capsys)
     assert code == 0
     assert "stored run" in err and "stored run" not in out
@@ -202,8 +260,11 @@ def test_committed_expected_numbers_reproduce(tmp_path, capsys):
     """The committed gate's SimpleCIL rows hold on a real run of the current code."""
     from pathlib import Path
 
-    rows = [line for line in Path("leaderboards/expected.csv").read_text().splitlines()[1:]
-            if line.startswith("emoji-cil,simplecil,")]
+    rows = [
+        line
+        for line in Path("leaderboards/expected.csv").read_text().splitlines()[1:]
+        if line.startswith("emoji-cil,simplecil,")
+    ]
     assert rows, "leaderboards/expected.csv lost its SimpleCIL rows"
     path = expected_file(tmp_path, rows)
     code = main(["check", str(path), "--runs", str(tmp_path / "fresh")])

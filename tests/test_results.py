@@ -12,11 +12,24 @@ from clbench.results import ResultsStore, RunResult
 
 def make_result(run_id: str = "r1", value: float = 0.5) -> RunResult:
     return RunResult(
-        run_id=run_id, scenario="s", scenario_kind="class-incremental", method="m", backbone="b",
-        seed=1, config={}, manifest={}, split_hash="h", class_order=[1, 0], task_classes=[[0], [1]],
-        correct_matrix=[[1, None], [1, 1]], test_counts=[2, 2],
-        accuracy_matrix=[[value, float("nan")], [0.5, 0.5]], metrics={"last_acc_sample": value, "fwt": None},
-        timings={}, peak_memory={}, trainable_parameters=[0, 0],
+        run_id=run_id,
+        scenario="s",
+        scenario_kind="class-incremental",
+        method="m",
+        backbone="b",
+        seed=1,
+        config={},
+        manifest={},
+        split_hash="h",
+        class_order=[1, 0],
+        task_classes=[[0], [1]],
+        correct_matrix=[[1, None], [1, 1]],
+        test_counts=[2, 2],
+        accuracy_matrix=[[value, float("nan")], [0.5, 0.5]],
+        metrics={"last_acc_sample": value, "fwt": None},
+        timings={},
+        peak_memory={},
+        trainable_parameters=[0, 0],
     )
 
 

@@ -23,8 +23,12 @@ def _write_many(root: str, writer: int, start, done) -> None:
     for n in range(RECORDS):
         # Same scenario, method and seed for everyone: run ids differ only by
         # their random part, the case that collided with a short suffix.
-        result = fake_result(method="simplecil", seed=1993, level=0.3 + 0.001 * n,
-                             config={"method": {"name": "simplecil"}})
+        result = fake_result(
+            method="simplecil",
+            seed=1993,
+            level=0.3 + 0.001 * n,
+            config={"method": {"name": "simplecil"}},
+        )
         result.extra = {"writer": writer, "n": n}
         store.write(result)
         done.put(result.run_id)
@@ -35,7 +39,10 @@ def test_concurrent_writers_lose_no_record(tmp_path):
     # separate `clbench run`s finishing at once are (fork: cheap to start).
     ctx = mp.get_context("fork")
     start, done = ctx.Barrier(WRITERS + 1), ctx.Queue()
-    writers = [ctx.Process(target=_write_many, args=(str(tmp_path), w, start, done)) for w in range(WRITERS)]
+    writers = [
+        ctx.Process(target=_write_many, args=(str(tmp_path), w, start, done))
+        for w in range(WRITERS)
+    ]
     for process in writers:
         process.start()
     start.wait()
@@ -58,7 +65,8 @@ def test_concurrent_writers_lose_no_record(tmp_path):
     assert len(written) == len(set(written))
     assert sorted(r.run_id for r in stored) == sorted(written)
     assert {(r.extra["writer"], r.extra["n"]) for r in stored} == {
-        (w, n) for w in range(WRITERS) for n in range(RECORDS)}
+        (w, n) for w in range(WRITERS) for n in range(RECORDS)
+    }
     for path in tmp_path.glob("*.json"):
         json.loads(path.read_text())  # every file on disk is whole JSON
     assert not list(tmp_path.glob(".tmp-*"))

@@ -31,13 +31,16 @@ def test_unshuffled_order_is_natural():
     assert list(class_order(5, shuffle=False)) == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize(("n", "init", "inc", "sizes"), [
-    (100, 10, 10, [10] * 10),
-    (100, 5, 5, [5] * 20),
-    (200, 20, 20, [20] * 10),
-    (87, 9, 9, [9] * 9 + [6]),
-    (100, 50, 10, [50] + [10] * 5),
-])
+@pytest.mark.parametrize(
+    ("n", "init", "inc", "sizes"),
+    [
+        (100, 10, 10, [10] * 10),
+        (100, 5, 5, [5] * 20),
+        (200, 20, 20, [20] * 10),
+        (87, 9, 9, [9] * 9 + [6]),
+        (100, 50, 10, [50] + [10] * 5),
+    ],
+)
 def test_task_sizes(n, init, inc, sizes):
     assert task_sizes(n, init, inc) == sizes
 

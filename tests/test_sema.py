@@ -33,8 +33,11 @@ def run_two_tasks(shift: int) -> tuple[SEMA, dict[str, torch.Tensor], dict[str, 
 
 
 def mixture_state(learner: SEMA) -> dict[str, torch.Tensor]:
-    return {f"{i}.{name}": p.detach().clone() for i, m in learner.mixtures.items()
-            for name, p in m.named_parameters()}
+    return {
+        f"{i}.{name}": p.detach().clone()
+        for i, m in learner.mixtures.items()
+        for name, p in m.named_parameters()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +107,9 @@ def test_same_distribution_does_not_expand_and_trains_only_the_head(same_distrib
     decision = results["expansion_decisions"][-1]
     assert decision["task"] == 1 and decision["expanded_layer"] is None
     assert max(decision["highest_z"].values()) < learner.expansion_threshold
-    assert all(torch.equal(after_first[k], after_second[k]) for k in after_first)  # adapters untouched
+    assert all(
+        torch.equal(after_first[k], after_second[k]) for k in after_first
+    )  # adapters untouched
     assert learner.head.out_features == 12
 
 
@@ -143,7 +148,6 @@ def test_expanded_learner_predicts_all_seen_classes_and_checkpoints(shifted_dist
     restored.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
     restored.ctx = learner.ctx
     assert torch.equal(restored.predict(test), scores)
-
 
 
 def test_same_seed_gives_the_same_expansions_and_predictions(shifted_distribution):

@@ -12,18 +12,31 @@ from clbench.registry import create_method
 
 def test_published_defaults():
     sema, mos = create_method("sema"), create_method("mos")
-    assert (sema.lr, sema.weight_decay, sema.batch_size, sema.bottleneck, sema.dropout) == (0.005, 5e-4, 32, 16, 0.1)
+    assert (sema.lr, sema.weight_decay, sema.batch_size, sema.bottleneck, sema.dropout) == (
+        0.005,
+        5e-4,
+        32,
+        16,
+        0.1,
+    )
     assert (sema.expansion_threshold, sema.buffer_size, sema.expand_layers) == (2.0, 500, 3)
-    assert (mos.adapter_momentum, mos.contrastive_weight, mos.temperature, mos.max_refine_iterations) == (
-        0.1, 0.1, 0.8, 4)
+    assert (
+        mos.adapter_momentum,
+        mos.contrastive_weight,
+        mos.temperature,
+        mos.max_refine_iterations,
+    ) == (0.1, 0.1, 0.8, 4)
 
 
 def test_cli_sets_and_config_file_reach_the_constructor(tmp_path):
     config = tmp_path / "sema.toml"
-    config.write_text('[run]\nmethod = "sema"\nbackbone = "dinov2-vits14"\n'
-                      '[method]\nexpand_layers = [9, 10]\nepochs = 3\n[scenario]\nnum_tasks = 3\n')
-    args = build_parser().parse_args(["run", "--config", str(config), "--set", "epochs=2",
-                                      "--set", "expansion_threshold=1.5"])
+    config.write_text(
+        '[run]\nmethod = "sema"\nbackbone = "dinov2-vits14"\n'
+        "[method]\nexpand_layers = [9, 10]\nepochs = 3\n[scenario]\nnum_tasks = 3\n"
+    )
+    args = build_parser().parse_args(
+        ["run", "--config", str(config), "--set", "epochs=2", "--set", "expansion_threshold=1.5"]
+    )
     spec = spec_from_args(args)
     learner = create_method(spec.method, **spec.method_options)
     assert (learner.expand_layers, learner.epochs, learner.expansion_threshold) == ([9, 10], 2, 1.5)
@@ -47,8 +60,15 @@ def test_a_cnn_backbone_is_refused_with_a_hint(method):
     from clbench.features import FeatureCache
     from tests.synthetic_vit import synthetic_task
 
-    cnn = Backbone(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()),
-                   name="test:cnn", weights_id="random", feature_dim=4, image_size=32)
+    cnn = Backbone(
+        torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+        ),
+        name="test:cnn",
+        weights_id="random",
+        feature_dim=4,
+        image_size=32,
+    )
     learner = create_method(method)
     learner.setup(RunContext(backbone=cnn, cache=FeatureCache(None)))
     with pytest.raises(ConfigError, match="adapts the blocks of a ViT"):

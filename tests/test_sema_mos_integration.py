@@ -16,8 +16,9 @@ from clbench.runner import RunSpec, run
 
 pytestmark = pytest.mark.integration
 
-CI_SIZE = dict(scenario="emoji-cil", backbone="dinov2-vits14", image_size=56,
-               scenario_options={"num_tasks": 3})
+CI_SIZE = dict(
+    scenario="emoji-cil", backbone="dinov2-vits14", image_size=56, scenario_options={"num_tasks": 3}
+)
 
 
 def run_method(method: str, scenario: str = "emoji-cil", **options):
@@ -31,11 +32,20 @@ def above_chance_on_first_task(result) -> bool:
 
 def test_sema_on_emoji_cil_with_dinov2():
     result = run_method("sema", epochs=1, descriptor_epochs=1)
-    assert all(v is not None for row_i, row in enumerate(result.correct_matrix) for v in row[: row_i + 1])
+    assert all(
+        v is not None for row_i, row in enumerate(result.correct_matrix) for v in row[: row_i + 1]
+    )
     extra = result.extra
-    assert extra["expandable_layers"] == [8, 9, 10]  # the last 3 of the 11 blocks kept for block-11 features
+    assert extra["expandable_layers"] == [
+        8,
+        9,
+        10,
+    ]  # the last 3 of the 11 blocks kept for block-11 features
     assert len(extra["adapters_per_layer"]) == 3
-    assert {d["task"] for d in extra["expansion_decisions"]} == {1, 2}  # every later task was scanned
+    assert {d["task"] for d in extra["expansion_decisions"]} == {
+        1,
+        2,
+    }  # every later task was scanned
     for e in extra["expansions"]:
         assert e["z"] > 2.0 and str(e["layer"]) in extra["adapters_per_layer"][e["task"]]
     assert result.trainable_parameters[0] > 0
@@ -58,9 +68,21 @@ def test_mos_on_emoji_cil_with_dinov2():
 @pytest.mark.parametrize("method", ["sema", "mos"])
 def test_domain_incremental_emoji_with_dinov2(method):
     """Google then Twitter styles over one label set (the 14 subcategories with >= 30 emoji)."""
-    options = {"epochs": 1, "descriptor_epochs": 1} if method == "sema" else {"epochs": 1, "align_epochs": 2}
-    result = run(RunSpec(scenario="emoji-dil", backbone="dinov2-vits14", image_size=56, method=method,
-                         method_options=options, scenario_options={"min_per_class": 30}))
+    options = (
+        {"epochs": 1, "descriptor_epochs": 1}
+        if method == "sema"
+        else {"epochs": 1, "align_epochs": 2}
+    )
+    result = run(
+        RunSpec(
+            scenario="emoji-dil",
+            backbone="dinov2-vits14",
+            image_size=56,
+            method=method,
+            method_options=options,
+            scenario_options={"min_per_class": 30},
+        )
+    )
     assert result.scenario_kind == "domain-incremental"
     assert not math.isnan(result.accuracy_matrix[-1][-1])
     assert above_chance_on_first_task(result)

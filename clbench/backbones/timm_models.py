@@ -18,7 +18,9 @@ from clbench.errors import ClbenchError, DataMissingError
 from clbench.registry import register_backbone
 
 
-def create_timm_backbone(model_name: str, weights: str | None = None, image_size: int | None = None) -> Backbone:
+def create_timm_backbone(
+    model_name: str, weights: str | None = None, image_size: int | None = None
+) -> Backbone:
     """Build ``timm.create_model(model_name)`` without its classifier, weights loaded."""
     if model_name.split(".")[0] not in timm.list_models():
         raise ClbenchError(
@@ -28,7 +30,9 @@ def create_timm_backbone(model_name: str, weights: str | None = None, image_size
     if weights:
         path = Path(weights)
         if not path.is_file():
-            raise DataMissingError(f"weights file not found: {path}", "pass an existing .pth or .safetensors file")
+            raise DataMissingError(
+                f"weights file not found: {path}", "pass an existing .pth or .safetensors file"
+            )
         model = timm.create_model(
             model_name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(path)}
         )
@@ -57,7 +61,10 @@ def create_timm_backbone(model_name: str, weights: str | None = None, image_size
 
 
 @register_backbone("timm")
-def timm_backbone(model: str = "vit_base_patch16_224.augreg_in21k", weights: str | None = None,
-                  image_size: int | None = None) -> Backbone:
+def timm_backbone(
+    model: str = "vit_base_patch16_224.augreg_in21k",
+    weights: str | None = None,
+    image_size: int | None = None,
+) -> Backbone:
     """Any timm model by name (`--backbone timm:NAME`), hub or local (--weights) weights."""
     return create_timm_backbone(model, weights, image_size)

@@ -47,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  fix: {exc.hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("clbench: interrupted; a run resumes from its last finished task with --resume",
-              file=sys.stderr)
+        print(
+            "clbench: interrupted; a run resumes from its last finished task with --resume",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -33,7 +33,10 @@ def parse_sets(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set {item!r} is not key=value", "write e.g. --set lr=0.01 or --set scenario.num_tasks=5")
+            raise ConfigError(
+                f"--set {item!r} is not key=value",
+                "write e.g. --set lr=0.01 or --set scenario.num_tasks=5",
+            )
         if key.startswith("scenario."):
             scenario[key.removeprefix("scenario.")] = parse_value(value)
         else:
@@ -47,11 +50,17 @@ def read_config(path: str) -> dict[str, Any]:
     if not file.is_file():
         raise ConfigError(f"config file not found: {file}")
     try:
-        data = tomllib.loads(file.read_text()) if file.suffix == ".toml" else json.loads(file.read_text())
+        data = (
+            tomllib.loads(file.read_text())
+            if file.suffix == ".toml"
+            else json.loads(file.read_text())
+        )
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"config file {file} does not parse: {exc}") from exc
     unknown = set(data) - {"run", "method", "scenario"}
     if unknown:
-        raise ConfigError(f"config file {file} has unknown sections {sorted(unknown)}",
-                          "use [run], [method] and [scenario]")
+        raise ConfigError(
+            f"config file {file} has unknown sections {sorted(unknown)}",
+            "use [run], [method] and [scenario]",
+        )
     return data

@@ -17,11 +17,15 @@ def pct(value: float | None, digits: int = 2) -> str:
     return f"{100 * value:.{digits}f}"
 
 
-def print_run_summary(result: RunResult, stored_at: Path | None, console: Console | None = None) -> None:
+def print_run_summary(
+    result: RunResult, stored_at: Path | None, console: Console | None = None
+) -> None:
     console = console or Console()
     n = len(result.test_counts)
-    matrix = Table(title=f"{result.method} on {result.scenario}: accuracy (%) on task i (columns) "
-                         "after learning task t (rows)")
+    matrix = Table(
+        title=f"{result.method} on {result.scenario}: accuracy (%) on task i (columns) "
+        "after learning task t (rows)"
+    )
     matrix.add_column("after", justify="right")
     for i in range(n):
         matrix.add_column(f"T{i}", justify="right")
@@ -34,18 +38,30 @@ def print_run_summary(result: RunResult, stored_at: Path | None, console: Consol
     summary = Table(title="summary")
     for col in ("Ā (sample)", "last (sample)", "Ā (task)", "forgetting (PILOT)", "BWT", "time (s)"):
         summary.add_column(col, justify="right")
-    summary.add_row(pct(m["avg_acc_sample"]), pct(m["last_acc_sample"]), pct(m["avg_acc_task"]),
-                    pct(m["forgetting_pilot"]), pct(m["bwt"]), f"{result.timings['total_seconds']:.1f}")
+    summary.add_row(
+        pct(m["avg_acc_sample"]),
+        pct(m["last_acc_sample"]),
+        pct(m["avg_acc_task"]),
+        pct(m["forgetting_pilot"]),
+        pct(m["bwt"]),
+        f"{result.timings['total_seconds']:.1f}",
+    )
     console.print(summary)
     if m.get("fwt") is not None:
-        console.print(f"forward transfer (accuracy on each domain before learning it): {pct(m['fwt'])}")
+        console.print(
+            f"forward transfer (accuracy on each domain before learning it): {pct(m['fwt'])}"
+        )
     if "harmonic_mean" in m:
-        console.print(f"few-shot, after the last session: base {pct(m['base_acc'])}, novel "
-                      f"{pct(m['novel_acc'])}, harmonic mean {pct(m['harmonic_mean'])}")
+        console.print(
+            f"few-shot, after the last session: base {pct(m['base_acc'])}, novel "
+            f"{pct(m['novel_acc'])}, harmonic mean {pct(m['harmonic_mean'])}"
+        )
     if result.task_incremental:
         console.print("task-incremental: the test phase was told the task id")
     t = result.timings
-    console.print(f"features: {t['features_extracted']} extracted in {t['feature_extraction_seconds']:.1f}s, "
-                  f"{t['features_from_cache']} served from the cache; peak RSS {result.peak_memory['cpu_rss_mb']:.0f} MiB")
+    console.print(
+        f"features: {t['features_extracted']} extracted in {t['feature_extraction_seconds']:.1f}s, "
+        f"{t['features_from_cache']} served from the cache; peak RSS {result.peak_memory['cpu_rss_mb']:.0f} MiB"
+    )
     if stored_at is not None:
         console.print(f"stored: {stored_at}")

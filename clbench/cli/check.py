@@ -23,15 +23,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "are run now and added to the results store as new records. Exit status 1 when something "
         "regressed, 2 for a malformed file.",
     )
-    p.add_argument("expected", nargs="?", default=str(DEFAULT_EXPECTED), metavar="EXPECTED",
-                   help=f"expected-numbers file (default {DEFAULT_EXPECTED})")
-    p.add_argument("--runs", default=None,
-                   help="results store to read and add runs to (default leaderboards/runs or $CLBENCH_RESULTS); "
-                   "CI passes a fresh temporary folder so every row is run by the code under test")
+    p.add_argument(
+        "expected",
+        nargs="?",
+        default=str(DEFAULT_EXPECTED),
+        metavar="EXPECTED",
+        help=f"expected-numbers file (default {DEFAULT_EXPECTED})",
+    )
+    p.add_argument(
+        "--runs",
+        default=None,
+        help="results store to read and add runs to (default leaderboards/runs or $CLBENCH_RESULTS); "
+        "CI passes a fresh temporary folder so every row is run by the code under test",
+    )
     p.add_argument("--rerun", action="store_true", help="ignore stored runs: run every row now")
-    p.add_argument("--update", action="store_true",
-                   help="run every row now and rewrite the file's values from those runs (tolerances kept), "
-                   "printing the old and new values")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="run every row now and rewrite the file's values from those runs (tolerances kept), "
+        "printing the old and new values",
+    )
     p.set_defaults(func=check_command)
 
 
@@ -43,8 +54,12 @@ def check_command(args: argparse.Namespace) -> int:
     path = Path(args.expected)
     expectations = read_expected(path, allow_empty_values=args.update)
     store = ResultsStore(Path(args.runs) if args.runs else results_root())
-    runs = gather_runs(expectations, store, rerun=args.rerun or args.update,
-                       say=lambda text: print(f"clbench check: {text}", file=sys.stderr))
+    runs = gather_runs(
+        expectations,
+        store,
+        rerun=args.rerun or args.update,
+        say=lambda text: print(f"clbench check: {text}", file=sys.stderr),
+    )
     console = Console(width=None if sys.stdout.isatty() else 200)
     if args.update:
         new = {(e.key, e.metric): 100.0 * runs[e.key].metrics[e.metric] for e in expectations}
@@ -61,14 +76,25 @@ def check_command(args: argparse.Namespace) -> int:
     console.print(f"{len(regressed)} of {len(outcomes)} checks regressed ({path}):")
     for o in regressed:  # one plain line per failure, whatever the terminal width
         e = o.expectation
-        console.print(f"  REGRESSED line {e.line}: {e.key.describe()}: {e.metric} {o.measured:.2f}, "
-                      f"expected {e.value:.2f} (tolerance {e.tolerance:g}, change {o.change:+.2f}) "
-                      f"in run {o.run_id}", markup=False, highlight=False)
+        console.print(
+            f"  REGRESSED line {e.line}: {e.key.describe()}: {e.metric} {o.measured:.2f}, "
+            f"expected {e.value:.2f} (tolerance {e.tolerance:g}, change {o.change:+.2f}) "
+            f"in run {o.run_id}",
+            markup=False,
+            highlight=False,
+        )
     return 1
 
 
 def _key_cells(e) -> list[str]:
-    return [e.key.scenario, e.key.method, e.key.backbone, str(e.key.seed), e.key.options or "-", e.metric]
+    return [
+        e.key.scenario,
+        e.key.method,
+        e.key.backbone,
+        str(e.key.seed),
+        e.key.options or "-",
+        e.metric,
+    ]
 
 
 def print_outcomes(console: Console, outcomes) -> None:
@@ -81,8 +107,16 @@ def print_outcomes(console: Console, outcomes) -> None:
     style = {"REGRESSED": "bold red", "improved": "green", "ok": ""}
     for o in outcomes:
         e = o.expectation
-        table.add_row(o.status, *_key_cells(e), f"{e.value:.2f}", f"{e.tolerance:g}", f"{o.measured:.2f}",
-                      f"{o.change:+.2f}", o.run_id, style=style[o.status])
+        table.add_row(
+            o.status,
+            *_key_cells(e),
+            f"{e.value:.2f}",
+            f"{e.tolerance:g}",
+            f"{o.measured:.2f}",
+            f"{o.change:+.2f}",
+            o.run_id,
+            style=style[o.status],
+        )
     console.print(table)
 
 

@@ -13,11 +13,15 @@ from rich.table import Table
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "fetch", help="download a standard dataset into the data root",
+        "fetch",
+        help="download a standard dataset into the data root",
         description="Download a standard benchmark from its public source (resuming an interrupted "
         "download, verifying its checksum) and unpack it under the data root. Without a name, list "
-        "the datasets, where each is looked for, and whether it is present.")
-    p.add_argument("dataset", nargs="?", help="dataset name (see `clbench fetch` without arguments)")
+        "the datasets, where each is looked for, and whether it is present.",
+    )
+    p.add_argument(
+        "dataset", nargs="?", help="dataset name (see `clbench fetch` without arguments)"
+    )
     p.add_argument("--data-root", default=None, help="folder for the datasets (also $CLBENCH_DATA)")
     p.set_defaults(func=fetch_command)
 

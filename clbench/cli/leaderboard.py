@@ -18,10 +18,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "a sortable leaderboard per scenario (Ā, last, forgetting, BWT, parameters, time, memory, "
         "seeds) with a comparison figure, and one page per run. Open index.html from disk.",
     )
-    p.add_argument("--runs", default=None, help="folder of stored RunResults (default leaderboards/runs or $CLBENCH_RESULTS)")
-    p.add_argument("--out", default=str(DEFAULT_SITE), help=f"output folder (default {DEFAULT_SITE})")
-    p.add_argument("--redraw", action="store_true", help="redraw every figure instead of reusing those already in --out")
-    p.add_argument("--workers", type=int, default=None, help="processes drawing figures (default: all cores)")
+    p.add_argument(
+        "--runs",
+        default=None,
+        help="folder of stored RunResults (default leaderboards/runs or $CLBENCH_RESULTS)",
+    )
+    p.add_argument(
+        "--out", default=str(DEFAULT_SITE), help=f"output folder (default {DEFAULT_SITE})"
+    )
+    p.add_argument(
+        "--redraw",
+        action="store_true",
+        help="redraw every figure instead of reusing those already in --out",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes drawing figures (default: all cores)"
+    )
     p.set_defaults(func=leaderboard_command)
 
 
@@ -33,9 +45,13 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     store = ResultsStore(Path(args.runs) if args.runs else results_root())
     results = store.all()
     if not results:
-        raise ClbenchError(f"no stored runs in {store.root}", "run `clbench run` first, or pass --runs DIR")
+        raise ClbenchError(
+            f"no stored runs in {store.root}", "run `clbench run` first, or pass --runs DIR"
+        )
     summary = build_site(results, Path(args.out), reuse=not args.redraw, workers=args.workers)
-    print(f"{len(results)} runs, {len(summary.scenario_pages)} scenarios; figures drawn {summary.figures_drawn}, "
-          f"reused {summary.figures_reused}; {summary.seconds:.1f}s")
+    print(
+        f"{len(results)} runs, {len(summary.scenario_pages)} scenarios; figures drawn {summary.figures_drawn}, "
+        f"reused {summary.figures_reused}; {summary.seconds:.1f}s"
+    )
     print(f"open: {summary.index.resolve()}")
     return 0

@@ -11,15 +11,24 @@ from clbench.registry import BACKBONES, METHODS, SCENARIOS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list scenarios, methods and backbones",
-                       description="List every registered scenario, method and backbone.")
-    p.add_argument("kind", nargs="?", choices=["scenarios", "methods", "backbones"], help="only this kind")
+    p = sub.add_parser(
+        "list",
+        help="list scenarios, methods and backbones",
+        description="List every registered scenario, method and backbone.",
+    )
+    p.add_argument(
+        "kind", nargs="?", choices=["scenarios", "methods", "backbones"], help="only this kind"
+    )
     p.set_defaults(func=list_command)
 
 
 def list_command(args: argparse.Namespace) -> int:
     console = Console()
-    for kind, registry in (("scenarios", SCENARIOS), ("methods", METHODS), ("backbones", BACKBONES)):
+    for kind, registry in (
+        ("scenarios", SCENARIOS),
+        ("methods", METHODS),
+        ("backbones", BACKBONES),
+    ):
         if args.kind and args.kind != kind:
             continue
         table = Table(title=kind, show_header=False, title_justify="left")

@@ -17,8 +17,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         f"{DEFAULT_REPORTS}/<run id>/.",
     )
     p.add_argument("run_id", metavar="RUN_ID", help="a stored run id, or a unique part of one")
-    p.add_argument("--runs", default=None, help="folder of stored RunResults (default leaderboards/runs or $CLBENCH_RESULTS)")
-    p.add_argument("--out", default=str(DEFAULT_REPORTS), help=f"output folder (default {DEFAULT_REPORTS})")
+    p.add_argument(
+        "--runs",
+        default=None,
+        help="folder of stored RunResults (default leaderboards/runs or $CLBENCH_RESULTS)",
+    )
+    p.add_argument(
+        "--out", default=str(DEFAULT_REPORTS), help=f"output folder (default {DEFAULT_REPORTS})"
+    )
     p.set_defaults(func=report_command)
 
 

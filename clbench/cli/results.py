@@ -7,8 +7,17 @@ from pathlib import Path
 
 from clbench.errors import ConfigError
 
-SHOWN = ["run_id", "scenario", "method", "backbone", "seed", "avg_acc_sample", "last_acc_sample",
-         "forgetting_pilot", "wall_seconds"]
+SHOWN = [
+    "run_id",
+    "scenario",
+    "method",
+    "backbone",
+    "seed",
+    "avg_acc_sample",
+    "last_acc_sample",
+    "forgetting_pilot",
+    "wall_seconds",
+]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,10 +27,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="The table behind the leaderboard: one row per stored run, one column per "
         "variable (accuracy-type metrics in percent). Prints a summary, or exports every column.",
     )
-    p.add_argument("--runs", default=None, help="folder of stored RunResults (default leaderboards/runs or $CLBENCH_RESULTS)")
+    p.add_argument(
+        "--runs",
+        default=None,
+        help="folder of stored RunResults (default leaderboards/runs or $CLBENCH_RESULTS)",
+    )
     p.add_argument("--scenario", default=None, help="only runs of this scenario (name or label)")
     p.add_argument("--method", default=None, help="only runs of this method")
-    p.add_argument("--csv", default=None, metavar="PATH", help="write every column as CSV ('-' for stdout)")
+    p.add_argument(
+        "--csv", default=None, metavar="PATH", help="write every column as CSV ('-' for stdout)"
+    )
     p.add_argument("--parquet", default=None, metavar="PATH", help="write every column as Parquet")
     p.add_argument("--all-columns", action="store_true", help="print every column, not a summary")
     p.set_defaults(func=results_command)
@@ -36,7 +51,9 @@ def results_command(args: argparse.Namespace) -> int:
 
     frame = runs_frame(ResultsStore(Path(args.runs) if args.runs else results_root()).all())
     if args.scenario:
-        frame = frame[(frame["scenario"] == args.scenario) | (frame["scenario_name"] == args.scenario)]
+        frame = frame[
+            (frame["scenario"] == args.scenario) | (frame["scenario_name"] == args.scenario)
+        ]
     if args.method:
         frame = frame[frame["method"] == args.method]
     if args.csv == "-":
@@ -47,12 +64,22 @@ def results_command(args: argparse.Namespace) -> int:
         try:
             frame.to_parquet(args.parquet, index=False)
         except ImportError as exc:
-            raise ConfigError(f"Parquet export needs pyarrow: {exc}", "pip install pyarrow") from exc
+            raise ConfigError(
+                f"Parquet export needs pyarrow: {exc}", "pip install pyarrow"
+            ) from exc
     if not (args.csv or args.parquet):
         if frame.empty:
             print("no stored runs match")
             return 0
-        with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_colwidth", 60,
-                               "display.float_format", "{:.2f}".format):
+        with pd.option_context(
+            "display.width",
+            200,
+            "display.max_columns",
+            None,
+            "display.max_colwidth",
+            60,
+            "display.float_format",
+            "{:.2f}".format,
+        ):
             print(frame if args.all_columns else frame[SHOWN])
     return 0

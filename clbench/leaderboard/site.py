@@ -113,7 +113,9 @@ def draw_run_figures(jobs: list[tuple[str, RunResult, Path]], workers: int) -> N
 
 def _figures_are_current(out: Path) -> bool:
     stamp = out / ".clbench-site.json"
-    return stamp.exists() and json.loads(stamp.read_text()).get("figures_version") == FIGURES_VERSION
+    return (
+        stamp.exists() and json.loads(stamp.read_text()).get("figures_version") == FIGURES_VERSION
+    )
 
 
 # ---------------------------------------------------------------- run pages
@@ -123,8 +125,12 @@ def _pct(value: float | None) -> str:
     return "-" if value is None or value != value else f"{100 * value:.2f}"
 
 
-def run_context(result: RunResult, figure_files: dict[str, str], home_href: str | None,
-                scenario_href: str | None) -> dict[str, Any]:
+def run_context(
+    result: RunResult,
+    figure_files: dict[str, str],
+    home_href: str | None,
+    scenario_href: str | None,
+) -> dict[str, Any]:
     """Everything a run page shows, as plain values for the template."""
     acc = figures.accuracy_percent(result)
     manifest = result.manifest or {}
@@ -141,7 +147,9 @@ def run_context(result: RunResult, figure_files: dict[str, str], home_href: str 
         "versions": sorted((manifest.get("versions") or {}).items()),
         "manifest_items": [(k, v) for k, v in manifest.items() if k != "versions"],
         "config_json": json.dumps(result.config, indent=2, sort_keys=True, default=str),
-        "extra_json": json.dumps(result.extra, indent=2, sort_keys=True, default=str) if result.extra else "",
+        "extra_json": json.dumps(result.extra, indent=2, sort_keys=True, default=str)
+        if result.extra
+        else "",
     }
 
 
@@ -156,18 +164,31 @@ def _costs(result: RunResult) -> list[tuple[str, str]]:
         ("learning (sum over tasks)", fmt(sum(t.get("learn_seconds") or [0]), "s", 2)),
         ("evaluation (sum over tasks)", fmt(sum(t.get("eval_seconds") or [0]), "s", 2)),
         ("feature extraction", fmt(t.get("feature_extraction_seconds"), "s", 2)),
-        ("features extracted / from cache", f"{t.get('features_extracted', '-')} / {t.get('features_from_cache', '-')}"),
+        (
+            "features extracted / from cache",
+            f"{t.get('features_extracted', '-')} / {t.get('features_from_cache', '-')}",
+        ),
         ("peak CPU memory (RSS)", fmt(m.get("cpu_rss_mb"), "MiB", 0)),
         ("peak GPU memory (allocated)", fmt(m.get("gpu_allocated_mb"), "MiB", 0)),
-        ("trainable parameters per task", ", ".join(f"{p:,}" for p in result.trainable_parameters) or "-"),
+        (
+            "trainable parameters per task",
+            ", ".join(f"{p:,}" for p in result.trainable_parameters) or "-",
+        ),
     ]
 
 
-def write_run_page(env: jinja2.Environment, result: RunResult, folder: Path, home_href: str | None = None,
-                   scenario_href: str | None = None) -> Path:
+def write_run_page(
+    env: jinja2.Environment,
+    result: RunResult,
+    folder: Path,
+    home_href: str | None = None,
+    scenario_href: str | None = None,
+) -> Path:
     files = {kind: f"{kind}.png" for kind in RUN_FIGURES}
     page = folder / "index.html"
-    page.write_text(env.get_template("run.html").render(**run_context(result, files, home_href, scenario_href)))
+    page.write_text(
+        env.get_template("run.html").render(**run_context(result, files, home_href, scenario_href))
+    )
     return page
 
 
@@ -201,64 +222,93 @@ def _published_text(entries: list[Published], method: str) -> tuple[str, str]:
     return f"{numbers} ({e.backbone})", e.source
 
 
-def board_rows(board: pd.DataFrame, published: list[Published], run_links: dict[str, str]) -> list[dict]:
+def board_rows(
+    board: pd.DataFrame, published: list[Published], run_links: dict[str, str]
+) -> list[dict]:
     rows = []
     for rec in board.to_dict("records"):
         cells = [
-            {"text": mean_spread_text(rec[f"{col}_mean"], rec[f"{col}_std"], digits),
-             "sort": "" if rec[f"{col}_mean"] != rec[f"{col}_mean"] else f"{rec[f'{col}_mean']:.6g}"}
+            {
+                "text": mean_spread_text(rec[f"{col}_mean"], rec[f"{col}_std"], digits),
+                "sort": ""
+                if rec[f"{col}_mean"] != rec[f"{col}_mean"]
+                else f"{rec[f'{col}_mean']:.6g}",
+            }
             for col, _, digits in BOARD_COLUMNS
         ]
         pub_text, pub_source = _published_text(published, rec["method"])
-        rows.append({
-            **{k: rec[k] for k in GROUP_KEYS},
-            "seeds": rec["seeds"],
-            "cells": cells,
-            "runs": [(seed, run_links[run_id]) for run_id, seed in zip(rec["run_ids"], rec["run_seeds"], strict=True)],
-            "published": pub_text,
-            "published_source": pub_source,
-        })
+        rows.append(
+            {
+                **{k: rec[k] for k in GROUP_KEYS},
+                "seeds": rec["seeds"],
+                "cells": cells,
+                "runs": [
+                    (seed, run_links[run_id])
+                    for run_id, seed in zip(rec["run_ids"], rec["run_seeds"], strict=True)
+                ],
+                "published": pub_text,
+                "published_source": pub_source,
+            }
+        )
     return rows
 
 
-def write_scenario_page(env: jinja2.Environment, out: Path, scenario: str, board: pd.DataFrame,
-                        frame: pd.DataFrame, by_id: dict[str, RunResult], published: list[Published]) -> Path:
+def write_scenario_page(
+    env: jinja2.Environment,
+    out: Path,
+    scenario: str,
+    board: pd.DataFrame,
+    frame: pd.DataFrame,
+    by_id: dict[str, RunResult],
+    published: list[Published],
+) -> Path:
     page = out / "scenarios" / f"{slug(scenario)}.html"
     runs = frame[frame["scenario"] == scenario]
     first = by_id[runs["run_id"].iloc[0]]
-    entries = published_for(published, first.scenario, first.config.get("scenario", {}).get("protocol", {}))
+    entries = published_for(
+        published, first.scenario, first.config.get("scenario", {}).get("protocol", {})
+    )
     run_links = {rid: f"../runs/{slug(rid)}/index.html" for rid in runs["run_id"]}
 
     curves = []
     for rec in board.to_dict("records"):
-        label = " ".join(x for x in (rec["method"], rec["method_options"], f"[{rec['backbone']}]") if x)
+        label = " ".join(
+            x for x in (rec["method"], rec["method_options"], f"[{rec['backbone']}]") if x
+        )
         mean, std = _mean_curve([by_id[r] for r in rec["run_ids"]])
         curves.append((label, mean, std))
     figure = page.with_suffix(".png")
     figures.comparison(curves, f"{scenario}: accuracy after each task", figure)
 
     latest = set(latest_per_seed(runs)["run_id"])
-    page.write_text(env.get_template("scenario.html").render(
-        title=f"{scenario} leaderboard",
-        scenario=scenario,
-        kind=first.scenario_kind,
-        protocol=json.dumps(first.config.get("scenario", {}).get("protocol", {}), sort_keys=True, default=str),
-        headers=[header for _, header, _ in BOARD_COLUMNS],
-        rows=board_rows(board, entries, run_links),
-        published=entries,
-        figure=figure.name,
-        all_runs=[{**rec, "href": run_links[rec["run_id"]], "superseded": rec["run_id"] not in latest}
-                  for rec in runs.iloc[::-1].to_dict("records")],
-        home_href="../index.html",
-    ))
+    page.write_text(
+        env.get_template("scenario.html").render(
+            title=f"{scenario} leaderboard",
+            scenario=scenario,
+            kind=first.scenario_kind,
+            protocol=json.dumps(
+                first.config.get("scenario", {}).get("protocol", {}), sort_keys=True, default=str
+            ),
+            headers=[header for _, header, _ in BOARD_COLUMNS],
+            rows=board_rows(board, entries, run_links),
+            published=entries,
+            figure=figure.name,
+            all_runs=[
+                {**rec, "href": run_links[rec["run_id"]], "superseded": rec["run_id"] not in latest}
+                for rec in runs.iloc[::-1].to_dict("records")
+            ],
+            home_href="../index.html",
+        )
+    )
     return page
 
 
 # ---------------------------------------------------------------- the site
 
 
-def _draw_missing_figures(results: Sequence[RunResult], out: Path, reuse: bool, workers: int,
-                          summary: SiteSummary) -> None:
+def _draw_missing_figures(
+    results: Sequence[RunResult], out: Path, reuse: bool, workers: int, summary: SiteSummary
+) -> None:
     jobs = []
     for result in results:
         folder = out / "runs" / slug(result.run_id)
@@ -275,13 +325,24 @@ def _draw_missing_figures(results: Sequence[RunResult], out: Path, reuse: bool, 
 
 def _index_row(scenario: str, board: pd.DataFrame, runs: int) -> dict[str, Any]:
     best = board.iloc[0]
-    return {"name": scenario, "href": f"scenarios/{slug(scenario)}.html", "runs": runs, "entries": len(board),
-            "best": best["method"], "best_backbone": best["backbone"],
-            "best_avg": mean_spread_text(best["avg_acc_sample_mean"], best["avg_acc_sample_std"], 2)}
+    return {
+        "name": scenario,
+        "href": f"scenarios/{slug(scenario)}.html",
+        "runs": runs,
+        "entries": len(board),
+        "best": best["method"],
+        "best_backbone": best["backbone"],
+        "best_avg": mean_spread_text(best["avg_acc_sample_mean"], best["avg_acc_sample_std"], 2),
+    }
 
 
-def build_site(results: Sequence[RunResult], out: Path, published: list[Published] | None = None,
-               reuse: bool = True, workers: int | None = None) -> SiteSummary:
+def build_site(
+    results: Sequence[RunResult],
+    out: Path,
+    published: list[Published] | None = None,
+    reuse: bool = True,
+    workers: int | None = None,
+) -> SiteSummary:
     """Write the whole site for ``results`` into ``out`` and return what was written."""
     began = time.perf_counter()
     out = Path(out)
@@ -292,23 +353,40 @@ def build_site(results: Sequence[RunResult], out: Path, published: list[Publishe
     by_id = {r.run_id: r for r in results}
     summary = SiteSummary(out=out, index=out / "index.html")
 
-    _draw_missing_figures(results, out, reuse and _figures_are_current(out),
-                          workers if workers is not None else (os.cpu_count() or 1), summary)
+    _draw_missing_figures(
+        results,
+        out,
+        reuse and _figures_are_current(out),
+        workers if workers is not None else (os.cpu_count() or 1),
+        summary,
+    )
     labels = dict(zip(frame["run_id"], frame["scenario"], strict=True))
     for result in results:
         summary.run_pages[result.run_id] = write_run_page(
-            env, result, out / "runs" / slug(result.run_id), home_href="../../index.html",
-            scenario_href=f"../../scenarios/{slug(labels[result.run_id])}.html")
+            env,
+            result,
+            out / "runs" / slug(result.run_id),
+            home_href="../../index.html",
+            scenario_href=f"../../scenarios/{slug(labels[result.run_id])}.html",
+        )
 
     overview = []
     for scenario in sorted(set(labels.values())):
         board = scenario_board(frame, scenario)
-        summary.scenario_pages[scenario] = write_scenario_page(env, out, scenario, board, frame, by_id, published)
+        summary.scenario_pages[scenario] = write_scenario_page(
+            env, out, scenario, board, frame, by_id, published
+        )
         summary.figures_drawn += 1  # the comparison figure changes with every new run: always drawn
         overview.append(_index_row(scenario, board, int((frame["scenario"] == scenario).sum())))
-    summary.index.write_text(env.get_template("index.html").render(
-        title="clbench leaderboard", scenarios=overview, total_runs=len(results),
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), home_href=None))
+    summary.index.write_text(
+        env.get_template("index.html").render(
+            title="clbench leaderboard",
+            scenarios=overview,
+            total_runs=len(results),
+            generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            home_href=None,
+        )
+    )
     (out / ".clbench-site.json").write_text(json.dumps({"figures_version": FIGURES_VERSION}))
     summary.seconds = time.perf_counter() - began
     return summary

@@ -19,13 +19,37 @@ import pandas as pd
 
 from clbench.results import RunResult
 
-PERCENT_METRICS = ("avg_acc_sample", "last_acc_sample", "avg_acc_task", "last_acc_task",
-                   "forgetting_pilot", "forgetting_chaudhry", "forgetting_avalanche", "bwt", "fwt")
+PERCENT_METRICS = (
+    "avg_acc_sample",
+    "last_acc_sample",
+    "avg_acc_task",
+    "last_acc_task",
+    "forgetting_pilot",
+    "forgetting_chaudhry",
+    "forgetting_avalanche",
+    "bwt",
+    "fwt",
+)
 
-RUN_COLUMNS = ("run_id", "created_at", "scenario", "scenario_name", "scenario_kind", "method",
-               "method_options", "backbone", "seed", "num_tasks", *PERCENT_METRICS,
-               "trainable_parameters", "wall_seconds", "peak_rss_mb", "peak_gpu_mb",
-               "split_hash", "git_commit")
+RUN_COLUMNS = (
+    "run_id",
+    "created_at",
+    "scenario",
+    "scenario_name",
+    "scenario_kind",
+    "method",
+    "method_options",
+    "backbone",
+    "seed",
+    "num_tasks",
+    *PERCENT_METRICS,
+    "trainable_parameters",
+    "wall_seconds",
+    "peak_rss_mb",
+    "peak_gpu_mb",
+    "split_hash",
+    "git_commit",
+)
 
 # The leaderboard's columns: (frame column, header, digits). The accuracy
 # convention (sample-weighted, PILOT/PyCIL) and the forgetting convention are
@@ -44,13 +68,17 @@ GROUP_KEYS = ["method", "method_options", "backbone"]
 
 def options_text(options: dict[str, Any]) -> str:
     """``k=5 metric=cosine``: a stable one-line form of a configuration dict."""
-    return " ".join(f"{k}={json.dumps(v, sort_keys=True, default=str)}" for k, v in sorted(options.items()))
+    return " ".join(
+        f"{k}={json.dumps(v, sort_keys=True, default=str)}" for k, v in sorted(options.items())
+    )
 
 
 def scenario_label(result: RunResult) -> str:
     """The scenario's name, plus any scenario option the run set: runs of
     ``emoji-cil`` with ``num_tasks=5`` are another protocol, not more seeds."""
-    options = {k: v for k, v in result.config.get("scenario", {}).items() if k not in ("name", "protocol")}
+    options = {
+        k: v for k, v in result.config.get("scenario", {}).items() if k not in ("name", "protocol")
+    }
     return f"{result.scenario} ({options_text(options)})" if options else result.scenario
 
 
@@ -78,10 +106,14 @@ def run_row(result: RunResult) -> dict[str, Any]:
         "seed": result.seed,
         "num_tasks": len(result.test_counts),
         **{m: _percent(metrics.get(m)) for m in PERCENT_METRICS},
-        "trainable_parameters": result.trainable_parameters[-1] if result.trainable_parameters else np.nan,
+        "trainable_parameters": result.trainable_parameters[-1]
+        if result.trainable_parameters
+        else np.nan,
         "wall_seconds": result.timings.get("total_seconds", np.nan),
         "peak_rss_mb": peak.get("cpu_rss_mb") if peak.get("cpu_rss_mb") is not None else np.nan,
-        "peak_gpu_mb": peak.get("gpu_allocated_mb") if peak.get("gpu_allocated_mb") is not None else np.nan,
+        "peak_gpu_mb": peak.get("gpu_allocated_mb")
+        if peak.get("gpu_allocated_mb") is not None
+        else np.nan,
         "split_hash": result.split_hash,
         "git_commit": result.manifest.get("git_commit"),
     }
@@ -112,7 +144,9 @@ def scenario_board(frame: pd.DataFrame, scenario: str) -> pd.DataFrame:
     board["run_ids"] = grouped["run_id"].agg(list)
     board["run_seeds"] = grouped["seed"].agg(list)
     board = board.reset_index()
-    return board.sort_values("avg_acc_sample_mean", ascending=False, kind="stable", ignore_index=True)
+    return board.sort_values(
+        "avg_acc_sample_mean", ascending=False, kind="stable", ignore_index=True
+    )
 
 
 def mean_spread_text(mean: float, std: float, digits: int) -> str:

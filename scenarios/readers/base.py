@@ -62,12 +62,16 @@ def missing(spec: DatasetSpec, root: Path, looked: list[Path] | None = None) -> 
     """The one message for an absent dataset: what, where, and how to get it."""
     looked = looked or [root / spec.marker]
     where = ", ".join(str(p) for p in looked)
-    message = (f"{spec.title} not found: looked for {where} "
-               f"(data root {root}, set with --data-root or $CLBENCH_DATA)")
+    message = (
+        f"{spec.title} not found: looked for {where} "
+        f"(data root {root}, set with --data-root or $CLBENCH_DATA)"
+    )
     if spec.manual:
         extra = f" ({spec.note})" if spec.note else ""
-        hint = (f"download it by hand from {spec.page}{extra} and unpack it so that "
-                f"{root / spec.marker} exists")
+        hint = (
+            f"download it by hand from {spec.page}{extra} and unpack it so that "
+            f"{root / spec.marker} exists"
+        )
     else:
         extra = f"; {spec.note}" if spec.note else ""
         hint = f"run `{spec.fetch_command(root)}` (downloads from {spec.files[0].url}{extra})"
@@ -85,7 +89,9 @@ def locate(spec: DatasetSpec) -> Path:
 def fetch_dataset(name: str, quiet: bool = False) -> Path:
     """Download, verify and unpack a dataset into the data root (no-op when present)."""
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}", f"choose one of {', '.join(sorted(DATASETS))}")
+        raise ConfigError(
+            f"unknown dataset {name!r}", f"choose one of {', '.join(sorted(DATASETS))}"
+        )
     spec = DATASETS[name]
     root = data_root()
     if spec.is_present(root):
@@ -94,8 +100,10 @@ def fetch_dataset(name: str, quiet: bool = False) -> Path:
         raise missing(spec, root)
     fetch_files(spec.files, root, quiet=quiet)
     if not (root / spec.marker).exists():
-        raise ClbenchError(f"{spec.title} was downloaded but {root / spec.marker} is still missing",
-                           "the archive layout changed; please report it")
+        raise ClbenchError(
+            f"{spec.title} was downloaded but {root / spec.marker} is still missing",
+            "the archive layout changed; please report it",
+        )
     return root
 
 
@@ -108,8 +116,9 @@ def image_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def read_class_folders(root: Path, folder: str, classes: list[str] | None = None
-                       ) -> tuple[list[str], list[str], list[int]]:
+def read_class_folders(
+    root: Path, folder: str, classes: list[str] | None = None
+) -> tuple[list[str], list[str], list[int]]:
     """Keys (``folder/class/file`` relative to ``root``), labels and class names of an ImageFolder."""
     base = root / folder
     classes = classes or class_folders(base)
@@ -117,17 +126,25 @@ def read_class_folders(root: Path, folder: str, classes: list[str] | None = None
     labels: list[int] = []
     for label, name in enumerate(classes):
         if not (base / name).is_dir():
-            raise ClbenchError(f"class folder {base / name} is missing", "re-fetch or re-unpack the dataset")
+            raise ClbenchError(
+                f"class folder {base / name} is missing", "re-fetch or re-unpack the dataset"
+            )
         files = image_files(base / name)
         keys.extend(f"{folder}/{name}/{f}" for f in files)
         labels.extend([label] * len(files))
     return classes, keys, labels
 
 
-def samples(source: str, root: Path, keys: list[str], labels: list[int],
-            domains: list[str] | None = None) -> Samples:
-    return Samples(source, np.array(keys, dtype=object), np.array(labels, dtype=np.int64),
-                   FileLoader(root), None if domains is None else np.array(domains, dtype=object))
+def samples(
+    source: str, root: Path, keys: list[str], labels: list[int], domains: list[str] | None = None
+) -> Samples:
+    return Samples(
+        source,
+        np.array(keys, dtype=object),
+        np.array(labels, dtype=np.int64),
+        FileLoader(root),
+        None if domains is None else np.array(domains, dtype=object),
+    )
 
 
 def list_digest(lines: list[str]) -> str:
@@ -135,8 +152,9 @@ def list_digest(lines: list[str]) -> str:
     return hashlib.sha256("".join(f"{line}\n" for line in lines).encode()).hexdigest()
 
 
-def seeded_split(keys: list[str], labels: list[int], test_fraction: float, seed: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def seeded_split(
+    keys: list[str], labels: list[int], test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-class random split: each class's sorted files are shuffled with ``seed``
     and the first ``round(test_fraction * n)`` go to test. Returns boolean masks."""
     keys_arr, labels_arr = np.array(keys, dtype=object), np.array(labels)
@@ -154,8 +172,10 @@ def read_split_list(path: Path, expected_sha256: str | None = None) -> dict[str,
     """A split file, ``train|test<TAB>key`` a line; its hash is checked when given."""
     lines = path.read_text().splitlines()
     if expected_sha256 is not None and list_digest(lines) != expected_sha256:
-        raise ClbenchError(f"split file {path} does not match its recorded hash",
-                           "delete it; clbench restores the shipped one")
+        raise ClbenchError(
+            f"split file {path} does not match its recorded hash",
+            "delete it; clbench restores the shipped one",
+        )
     split: dict[str, str] = {}
     for line in lines:
         part, _, key = line.partition("\t")

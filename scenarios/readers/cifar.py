@@ -12,12 +12,21 @@ from clbench.data import ArrayLoader, LabelledData, Samples
 from clbench.download import RemoteFile
 from clbench.scenarios.readers.base import DatasetSpec, declare, locate
 
-CIFAR100 = declare(DatasetSpec(
-    "cifar100", "CIFAR-100", "cifar-100-python/train",
-    files=(RemoteFile("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                      "cifar-100-python.tar.gz", "md5:eb9058c3a382ffc7106e4002c42a8d85"),),
-    note="161 MB",
-))
+CIFAR100 = declare(
+    DatasetSpec(
+        "cifar100",
+        "CIFAR-100",
+        "cifar-100-python/train",
+        files=(
+            RemoteFile(
+                "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                "cifar-100-python.tar.gz",
+                "md5:eb9058c3a382ffc7106e4002c42a8d85",
+            ),
+        ),
+        note="161 MB",
+    )
+)
 
 
 def _unpickle(path: Path) -> dict:

@@ -11,12 +11,21 @@ from clbench.download import RemoteFile
 from clbench.errors import ClbenchError
 from clbench.scenarios.readers.base import DatasetSpec, declare, locate, samples
 
-CUB200 = declare(DatasetSpec(
-    "cub200", "CUB-200-2011", "CUB_200_2011/images.txt",
-    files=(RemoteFile("https://data.caltech.edu/records/65de6-vjr56/files/CUB_200_2011.tgz",
-                      "CUB_200_2011.tgz", "md5:97eceeb196236b17998738112f37df78"),),
-    note="1.1 GB, 11,788 images in 200 classes",
-))
+CUB200 = declare(
+    DatasetSpec(
+        "cub200",
+        "CUB-200-2011",
+        "CUB_200_2011/images.txt",
+        files=(
+            RemoteFile(
+                "https://data.caltech.edu/records/65de6-vjr56/files/CUB_200_2011.tgz",
+                "CUB_200_2011.tgz",
+                "md5:97eceeb196236b17998738112f37df78",
+            ),
+        ),
+        note="1.1 GB, 11,788 images in 200 classes",
+    )
+)
 
 
 def _table(path: Path) -> dict[int, str]:
@@ -45,8 +54,12 @@ def _read(root: Path) -> LabelledData:
         # Keys match the CEC few-shot session files: CUB_200_2011/images/<class>/<file>.
         parts[part][0].append(f"CUB_200_2011/images/{images[image_id]}")
         parts[part][1].append(int(labels[image_id]) - 1)
-    return LabelledData("cub200", names, samples("cub200/train", root, *parts["train"]),
-                        samples("cub200/test", root, *parts["test"]))
+    return LabelledData(
+        "cub200",
+        names,
+        samples("cub200/train", root, *parts["train"]),
+        samples("cub200/test", root, *parts["test"]),
+    )
 
 
 def read_cub200() -> LabelledData:

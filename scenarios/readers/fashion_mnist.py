@@ -24,16 +24,32 @@ FILES = {
     "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
     "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
 }
-CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat",
-           "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+CLASSES = [
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+]
 
-FASHION_MNIST = declare(DatasetSpec(
-    "fashion-mnist", "Fashion-MNIST", "fashion-mnist/train-images-idx3-ubyte.gz",
-    files=tuple(RemoteFile(f"{MIRROR}/{name}", name, f"md5:{md5}", extract=False, into="fashion-mnist")
-                for name, md5 in FILES.items()),
-    note="30 MB, MIT licence; or `apt-get install dataset-fashion-mnist`",
-    system_markers=(str(DEBIAN_FOLDER / "train-images-idx3-ubyte.gz"),),
-))
+FASHION_MNIST = declare(
+    DatasetSpec(
+        "fashion-mnist",
+        "Fashion-MNIST",
+        "fashion-mnist/train-images-idx3-ubyte.gz",
+        files=tuple(
+            RemoteFile(f"{MIRROR}/{name}", name, f"md5:{md5}", extract=False, into="fashion-mnist")
+            for name, md5 in FILES.items()
+        ),
+        note="30 MB, MIT licence; or `apt-get install dataset-fashion-mnist`",
+        system_markers=(str(DEBIAN_FOLDER / "train-images-idx3-ubyte.gz"),),
+    )
+)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -47,8 +63,10 @@ def read_idx(path: Path) -> np.ndarray:
     dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ClbenchError(f"{path} is truncated ({data.size} of {int(np.prod(dims))} values)",
-                           "re-fetch Fashion-MNIST")
+        raise ClbenchError(
+            f"{path} is truncated ({data.size} of {int(np.prod(dims))} values)",
+            "re-fetch Fashion-MNIST",
+        )
     return data.reshape(dims)
 
 
@@ -68,9 +86,12 @@ def _read(folder: Path) -> LabelledData:
         images = read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
         labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
         keys = np.array([f"{part}/{i}" for i in range(len(labels))], dtype=object)
-        parts[part] = Samples(f"fashion-mnist/{part}", keys, labels, ArrayLoader(np.ascontiguousarray(images)))
-    return LabelledData("fashion-mnist", list(CLASSES), parts["train"], parts["test"],
-                        info={"folder": str(folder)})
+        parts[part] = Samples(
+            f"fashion-mnist/{part}", keys, labels, ArrayLoader(np.ascontiguousarray(images))
+        )
+    return LabelledData(
+        "fashion-mnist", list(CLASSES), parts["train"], parts["test"], info={"folder": str(folder)}
+    )
 
 
 def read_fashion_mnist() -> LabelledData:
