@@ -43,7 +43,8 @@ class RunContext:
         Callers must give each distinct network its own id; a network that exists
         only in this run (an adapted copy) passes ``persist=False``.
         """
-        model.to(self.device)
+        # The model is moved to the device only if something must be extracted
+        # (inside the cache): a warm run never touches it.
         return self.cache.get(
             model,
             extractor_id,

@@ -50,6 +50,7 @@ def embed_samples(
     desc: str = "features",
 ) -> torch.Tensor:
     """Embed every sample with ``model`` in eval mode; returns a float32 CPU tensor."""
+    model.to(device)
     was_training = model.training
     model.eval()
     loader = DataLoader(ImageDataset(samples, transform), batch_size=batch_size, shuffle=False)
