@@ -8,6 +8,8 @@ scenario costs no pass over the images.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 
 from clbench.data import Samples
@@ -33,11 +35,13 @@ class FeatureLearner(Learner):
     def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
         return self.score(self.embed(samples))
 
+    @abstractmethod
     def absorb(self, features: torch.Tensor, labels: torch.Tensor, seen_classes: int) -> None:
-        raise NotImplementedError
+        """Fold one task's embeddings into the learner's state."""
 
+    @abstractmethod
     def score(self, features: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Scores (n, seen classes) of embeddings."""
 
 
 class PrototypeLearner(FeatureLearner):
