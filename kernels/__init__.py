@@ -17,8 +17,9 @@ from types import ModuleType
 
 import torch
 
+from clbench.errors import ConfigError
 from clbench.kernels import torch_ops
-from clbench.kernels.common import MAX_K, ClassStats
+from clbench.kernels.common import MAX_K, VOTES, ClassStats, check_labels, class_votes
 from clbench.kernels.torch_ops import row_norms
 
 __all__ = [
@@ -123,7 +124,12 @@ def knn_scores(
     bank_norms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(n, num_classes) votes of the k nearest bank entries (``majority`` or
-    ``distance``-weighted); equal votes go to the nearest neighbour's class."""
-    return _ops(queries).knn_scores(
-        queries, bank, bank_labels, num_classes, k, metric, vote, chunk, bank_norms
-    )
+    ``distance``-weighted); equal votes go to the nearest neighbour's class.
+
+    Only the search differs between backends, so the vote is done here once.
+    """
+    if vote not in VOTES:
+        raise ConfigError(f"unknown vote {vote!r}", f"use one of {', '.join(VOTES)}")
+    labels = check_labels(bank_labels.to(queries.device), bank.shape[0], num_classes, "bank")
+    values, indices = knn_search(queries, bank, k, metric, chunk, bank_norms)
+    return class_votes(values, indices, labels, num_classes, metric, vote)

@@ -12,13 +12,10 @@ import torch
 from clbench.errors import ConfigError
 from clbench.kernels.common import (
     NORM_EPS,
-    VOTES,
     ClassStats,
     check_knn_inputs,
-    check_labels,
     check_prototype_inputs,
     check_stats_inputs,
-    class_votes,
 )
 
 # Rows of features per statistics block: 8192 x 768 fp32 is 24 MiB, so a block
@@ -299,27 +296,3 @@ def _knn_query_block(
     if metric == "euclidean":
         best = (best - q.pow(2).sum(1, keepdim=True)).clamp_max_(0)
     return best, best_idx
-
-
-def knn_scores(
-    queries: torch.Tensor,
-    bank: torch.Tensor,
-    bank_labels: torch.Tensor,
-    num_classes: int,
-    k: int = 10,
-    metric: str = "cosine",
-    vote: str = "majority",
-    chunk: int | None = None,
-    bank_norms: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Class votes (n, num_classes) from the k nearest bank entries of each query.
-
-    ``majority``: one vote per neighbour; ``distance``: weighted by similarity
-    (cosine) or 1 / (1 + distance) (euclidean). Equal votes go to the class of
-    the nearest neighbour.
-    """
-    if vote not in VOTES:
-        raise ConfigError(f"unknown vote {vote!r}", f"use one of {', '.join(VOTES)}")
-    labels = check_labels(bank_labels, bank.shape[0], num_classes, "bank")
-    values, indices = knn_search(queries, bank, k, metric, chunk, bank_norms)
-    return class_votes(values, indices, labels, num_classes, metric, vote)

@@ -24,16 +24,12 @@ import torch
 import triton
 import triton.language as tl
 
-from clbench.errors import ConfigError
 from clbench.kernels import torch_ops
 from clbench.kernels.common import (
-    VOTES,
     ClassStats,
     check_knn_inputs,
-    check_labels,
     check_prototype_inputs,
     check_stats_inputs,
-    class_votes,
 )
 
 # The interpreter gets wrong answers from bf16 dot products and arithmetic
@@ -539,22 +535,4 @@ def knn_search(
     return values, indices
 
 
-def knn_scores(
-    queries: torch.Tensor,
-    bank: torch.Tensor,
-    bank_labels: torch.Tensor,
-    num_classes: int,
-    k: int = 10,
-    metric: str = "cosine",
-    vote: str = "majority",
-    chunk: int | None = None,
-    bank_norms: torch.Tensor | None = None,
-) -> torch.Tensor:
-    if vote not in VOTES:
-        raise ConfigError(f"unknown vote {vote!r}", f"use one of {', '.join(VOTES)}")
-    labels = check_labels(bank_labels.to(queries.device), bank.shape[0], num_classes, "bank")
-    values, indices = knn_search(queries, bank, k, metric, chunk, bank_norms)
-    return class_votes(values, indices, labels, num_classes, metric, vote)
-
-
-__all__ = ["class_stats", "knn_scores", "knn_search", "prototype_predict", "prototype_scores"]
+__all__ = ["class_stats", "knn_search", "prototype_predict", "prototype_scores"]

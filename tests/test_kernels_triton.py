@@ -101,7 +101,8 @@ def test_knn_k_64(tri):
 def test_knn_votes_through_the_dispatch(tri, vote, monkeypatch):
     q, bank = rand(5, 24, seed=14), rand(60, 24, seed=15)
     labels = torch.randint(0, 4, (60,), generator=torch.Generator().manual_seed(16))
-    want = torch_ops.knn_scores(q, bank, labels, 5, k=7, metric="euclidean", vote=vote)
+    monkeypatch.setenv("CLBENCH_KERNELS", "torch")
+    want = kernels.knn_scores(q, bank, labels, 5, k=7, metric="euclidean", vote=vote)
     monkeypatch.setenv("CLBENCH_KERNELS", "triton")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert kernels.backend_name(q) == "triton"
