@@ -137,8 +137,13 @@ def few_shot_metrics(correct: np.ndarray, counts: np.ndarray) -> dict[str, float
 
 
 def mtil_metrics(acc: np.ndarray) -> dict[str, float]:
-    """MTIL (ZSCL/CoDyRA): Transfer = mean of the zero-shot accuracies above the
-    diagonal, Average = mean over all steps of each task's column, Last = final row."""
+    """MTIL (ZSCL/CoDyRA): Transfer = mean over tasks j > 0 of the mean zero-shot
+    accuracy on j before it is learned (rows i < j), Average = mean over tasks of
+    each task's column mean over all steps, Last = mean of the final row.
+
+    The references compute Transfer with ``np.ma.masked_equal(np.triu(A, 1), 0)``,
+    which also drops any above-diagonal cell that is exactly 0; here a 0 counts
+    (they agree whenever no zero-shot accuracy is exactly 0)."""
     acc = np.asarray(acc, dtype=float)
     n = acc.shape[1]
     transfer = [np.mean(acc[:i, i]) for i in range(1, n)]
@@ -172,6 +177,8 @@ def summarize(
     }
     if evaluate_unseen:
         out["fwt"] = forward_transfer(acc)
+        if np.isfinite(acc).all():  # every task tested after every step
+            out.update({f"mtil_{k}": v for k, v in mtil_metrics(acc).items()})
     if few_shot:
         out.update(few_shot_metrics(correct, counts))
     return out

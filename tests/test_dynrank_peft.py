@@ -203,3 +203,14 @@ def test_max_steps_counts_optimizer_steps_and_spans_the_schedule():
     with pytest.raises(ConfigError):
         fit(model.parameters(), tensor_batches(x, y, batch_size=16, seed=0), None,
             TrainConfig(max_steps=0), torch.device("cpu"))  # fmt: skip
+
+
+def test_ungated_variant_is_plain_lora_with_fixed_unit_gates():
+    base = nn.Linear(6, 5)
+    layer = DynRankLinear(base, rank=3, gated=False)
+    a = layer.adapters[0]
+    assert torch.equal(a.gate, torch.ones(3)) and not a.gate.requires_grad
+    assert gates(layer) == []  # nothing for the threshold to act on
+    with torch.no_grad():
+        a.lora_b.normal_()
+    torch.testing.assert_close(a.delta(), a.lora_b @ a.lora_a)

@@ -40,15 +40,20 @@ FUSED = {"qkv": 3}
 
 
 class GatedLoRA(nn.Module):
-    """The low-rank update ``B diag(w) A`` of one (out, in) weight, on its own."""
+    """The low-rank update ``B diag(w) A`` of one (out, in) weight, on its own.
 
-    def __init__(self, in_features: int, out_features: int, rank: int) -> None:
+    ``gated=False`` fixes ``w`` at ones (not trained): plain LoRA with scaling 1,
+    the sequential-LoRA baseline on exactly the same layers.
+    """
+
+    def __init__(self, in_features: int, out_features: int, rank: int, gated: bool = True) -> None:
         super().__init__()
         if rank <= 0:
             raise ValueError(f"LoRA rank must be positive, got {rank}")
         self.lora_a = nn.Parameter(torch.empty(rank, in_features))
         self.lora_b = nn.Parameter(torch.zeros(out_features, rank))
-        self.gate = nn.Parameter(torch.randn(rank))
+        gate = torch.randn(rank) if gated else torch.ones(rank)
+        self.gate = nn.Parameter(gate, requires_grad=gated)
         # Same initialisation as the plain LoRA module, so the two compare fairly.
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
 
@@ -70,21 +75,23 @@ class GatedLoRA(nn.Module):
         keep = self.gate != 0
         self.lora_a = nn.Parameter(self.lora_a[keep].clone())
         self.lora_b = nn.Parameter(self.lora_b[:, keep].clone())
-        self.gate = nn.Parameter(self.gate[keep].clone())
+        self.gate = nn.Parameter(self.gate[keep].clone(), requires_grad=self.gate.requires_grad)
         return int(keep.sum())
 
 
 class DynRankLinear(nn.Module):
     """``base(x)`` plus one gated LoRA per output chunk (``chunks`` > 1 for fused q/k/v)."""
 
-    def __init__(self, base: nn.Linear, rank: int = 16, chunks: int = 1) -> None:
+    def __init__(
+        self, base: nn.Linear, rank: int = 16, chunks: int = 1, gated: bool = True
+    ) -> None:
         super().__init__()
         if base.out_features % chunks:
             raise ValueError(f"{base.out_features} outputs do not split into {chunks} chunks")
         self.base = base
         size = base.out_features // chunks
         self.adapters = nn.ModuleList(
-            GatedLoRA(base.in_features, size, rank) for _ in range(chunks)
+            GatedLoRA(base.in_features, size, rank, gated) for _ in range(chunks)
         )
 
     @property
@@ -119,13 +126,13 @@ class DynRankAttention(nn.Module):
     adapting separate q, k, v Linears, as the reference does).
     """
 
-    def __init__(self, base: nn.MultiheadAttention, rank: int = 16) -> None:
+    def __init__(self, base: nn.MultiheadAttention, rank: int = 16, gated: bool = True) -> None:
         super().__init__()
         if not base._qkv_same_embed_dim or base.in_proj_weight is None:
             raise TypeError("DynRankAttention needs a MultiheadAttention with a fused in_proj")
         self.base = base
         d = base.embed_dim
-        self.q, self.k, self.v, self.out = (GatedLoRA(d, d, rank) for _ in range(4))
+        self.q, self.k, self.v, self.out = (GatedLoRA(d, d, rank, gated) for _ in range(4))
 
     @property
     def adapters(self) -> list[GatedLoRA]:
@@ -187,7 +194,10 @@ DynRankModule = DynRankLinear | DynRankAttention
 
 
 def attach_dynrank(
-    model: nn.Module, rank: int = 16, targets: Iterable[str] = DEFAULT_TARGETS
+    model: nn.Module,
+    rank: int = 16,
+    targets: Iterable[str] = DEFAULT_TARGETS,
+    gated: bool = True,
 ) -> dict[str, DynRankModule]:
     """Wrap the layers of ``model`` named in ``targets``; returns the wrappers by module path.
 
@@ -210,9 +220,9 @@ def attach_dynrank(
     wrapped: dict[str, DynRankModule] = {}
     for path, parent, name, child in found:
         if isinstance(child, nn.MultiheadAttention):
-            module: DynRankModule = DynRankAttention(child, rank)
+            module: DynRankModule = DynRankAttention(child, rank, gated)
         else:
-            module = DynRankLinear(child, rank, FUSED.get(name, 1))
+            module = DynRankLinear(child, rank, FUSED.get(name, 1), gated)
         setattr(parent, name, module.to(child_device(child)))
         wrapped[path] = module
     return wrapped
@@ -242,8 +252,8 @@ def merge_dynrank(model: nn.Module) -> dict[str, list[int]]:
 
 
 def gates(model: nn.Module) -> list[nn.Parameter]:
-    """Every gate of the gated LoRAs in ``model``."""
-    return [m.gate for m in model.modules() if isinstance(m, GatedLoRA)]
+    """Every trainable gate of the gated LoRAs in ``model``."""
+    return [m.gate for m in model.modules() if isinstance(m, GatedLoRA) and m.gate.requires_grad]
 
 
 def active_ranks(model: nn.Module) -> dict[str, list[int]]:
