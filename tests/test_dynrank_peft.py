@@ -214,3 +214,12 @@ def test_ungated_variant_is_plain_lora_with_fixed_unit_gates():
     with torch.no_grad():
         a.lora_b.normal_()
     torch.testing.assert_close(a.delta(), a.lora_b @ a.lora_a)
+
+
+def test_short_tasks_still_ramp_to_the_maximum():
+    w = [torch.ones(2)]
+    hook = GateThreshold(w, total_steps=8, max_kappa=0.3, levels=50)
+    for _ in range(8):
+        hook()
+    # 4 steps after the dense phase -> 4 levels linspace(0, 0.3, 4); thresholded at steps 5-7
+    assert hook.kappas == pytest.approx([0.2, 0.3, 0.3])

@@ -285,9 +285,8 @@ class GateThreshold:
     over, so it reaches ``max_kappa`` by the end of the task; the threshold is
     applied after every step past the dense phase. One difference: with fewer
     steps after the dense phase than levels, the reference's interval is 0 and
-    its threshold never leaves 0 (nothing is pruned); here the interval is at
-    least one step, so a short task still ramps (to ``max_kappa`` when the
-    remaining steps allow).
+    its threshold never leaves 0 (nothing is pruned); here the levels are then
+    as many as those steps, so a short task still ramps to ``max_kappa``.
     """
 
     def __init__(
@@ -300,7 +299,9 @@ class GateThreshold:
     ) -> None:
         self.params = params
         self.dense = dense_fraction * total_steps
-        self.every = max(int((total_steps - self.dense) // levels), 1)
+        remaining = max(int(total_steps - self.dense), 1)
+        levels = min(levels, remaining)
+        self.every = remaining // levels
         self.levels = np.linspace(0.0, max_kappa, levels)
         self.level = 0
         self.step = 0
