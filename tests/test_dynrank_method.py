@@ -109,7 +109,8 @@ def _clip_stream() -> Scenario:
 
 
 def test_dynrank_on_clip_runs_mtil_with_zero_shot_before_learning():
-    backbone = openclip_backbone("tiny")
+    backbone = openclip_backbone("tiny", image_size=112)
+    assert backbone.image_size == 32  # its position grid is fixed
     ctx = RunContext(backbone=backbone, cache=FeatureCache(None), batch_size=16)
     base = count_parameters(backbone, trainable_only=False)
     learner = DynRank(rank=2, max_kappa=0.05, train={"max_steps": 4, "batch_size": 4})

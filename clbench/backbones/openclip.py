@@ -3,7 +3,7 @@
 ``--backbone openclip:ViT-B-16 --weights PATH`` loads a local checkpoint; a
 pretrained tag (``--weights openai``) needs the internet. ``--weights none``
 builds a randomly initialised model; ``openclip:tiny`` is a small random CLIP
-(2-layer towers, 32 px) that exists offline, for testing the mechanics only:
+(2-layer towers, always 32 px) that exists offline, for testing the mechanics only:
 its zero-shot scores mean nothing.
 
 ``embed`` is the image tower (so image-only methods and the feature cache use
@@ -97,7 +97,8 @@ def openclip_backbone(
             name=f"openclip:{TINY}",
             weights_id="random0",
             feature_dim=32,
-            image_size=image_size or TINY_IMAGE,
+            # Its position grid is fixed: a scenario's preferred size does not apply.
+            image_size=TINY_IMAGE,
             mean=open_clip.OPENAI_DATASET_MEAN,
             std=open_clip.OPENAI_DATASET_STD,
             context_length=TINY_CONTEXT,
