@@ -164,6 +164,7 @@ def build_result(
         manifest=manifest(ctx.device),
         split_hash=scenario.split_hash,
         class_order=scenario.class_order,
+        class_names=[str(n) for n in scenario.class_names],
         task_classes=[[int(c) for c in t.classes] for t in scenario.tasks],
         correct_matrix=evaluation.correct_or_none(),
         test_counts=[int(c) for c in evaluation.counts],
