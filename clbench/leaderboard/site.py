@@ -386,7 +386,9 @@ def overview_tables(
                         else None
                     )
                     if rec is None:
-                        row["cells"].append({"empty": True, "sort": "", "published": pub})
+                        row["cells"].append(
+                            {"empty": True, "best": False, "sort": "", "published": pub}
+                        )
                         continue
                     mean = rec[f"{avg}_mean"]
                     row["cells"].append(
