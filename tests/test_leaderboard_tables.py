@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from clbench import metrics
-from clbench.leaderboard.site import build_site, json_script
+from clbench.leaderboard.scenario_page import json_script
+from clbench.leaderboard.site import build_site
 from clbench.leaderboard.tables import (
     flatten,
     method_defaults,

@@ -19,6 +19,9 @@ from clbench.results import RunResult
 
 DPI = 80
 STYLE = {"text.parse_math": False, "font.size": 9, "axes.titlesize": 10, "figure.dpi": DPI}
+# Line styles (matplotlib, plotly) taken in turn after each 10 entries, when colours repeat.
+LINESTYLES = ("-", ":", "--", "-.")
+DASHES = ("solid", "dot", "dash", "dashdot")
 
 
 def correct_counts(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
@@ -153,9 +156,11 @@ def comparison(
     with matplotlib.rc_context(STYLE):
         fig = _figure_with_legend(len(curves))
         ax = fig.add_subplot()
-        for label, mean, std in curves:
+        for index, (label, mean, std) in enumerate(curves):
             steps = np.arange(1, len(mean) + 1)
-            (line,) = ax.plot(steps, mean, marker="o", markersize=3, label=label)
+            # matplotlib cycles 10 colours: every further 10 entries get another line style
+            style = LINESTYLES[index // 10 % len(LINESTYLES)]
+            (line,) = ax.plot(steps, mean, style, marker="o", markersize=3, label=label)
             if np.isfinite(std).any():
                 ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
         ax.set_xlabel("tasks learned")
@@ -237,11 +242,13 @@ def curves_spec(
     curves: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str, ylabel: str
 ) -> dict:
     data = []
-    for label, mean, std in curves:
+    for index, (label, mean, std) in enumerate(curves):
         steps = list(range(1, len(mean) + 1))
         trace = {
             "type": "scatter",
             "mode": "lines+markers",
+            # plotly cycles 10 colours: every further 10 entries get another dash
+            "line": {"dash": DASHES[index // 10 % len(DASHES)]},
             "name": plotly_text(label),
             "x": steps,
             "y": _finite_list(mean),

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -33,15 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import markupsafe
 import numpy as np
-import pandas as pd
 
-from clbench import metrics
 from clbench.errors import ClbenchError
-from clbench.leaderboard import figures
-from clbench.leaderboard.published import Published, load_published, published_for
+from clbench.leaderboard.front_page import index_row, overview_tables
+from clbench.leaderboard.published import Published, load_published
 from clbench.leaderboard.run_page import (
     METRIC_NAMES,
     RUN_FIGURES,
@@ -51,22 +46,13 @@ from clbench.leaderboard.run_page import (
     write_report,
     write_run_page,
 )
-from clbench.leaderboard.tables import (
-    BOARD_COLUMNS,
-    CONVENTIONS,
-    GROUP_KEYS,
-    SETTINGS,
-    latest_per_seed,
-    mean_spread_text,
-    overview,
-    pareto_front,
-    runs_frame,
-    scenario_board,
-)
+from clbench.leaderboard.scenario_page import json_script, scenario_page
+from clbench.leaderboard.tables import runs_frame, scenario_board
 from clbench.results import RunResult
 
 __all__ = [
     "METRIC_NAMES",
+    "json_script",
     "SiteSummary",
     "build_site",
     "environment",
@@ -77,13 +63,8 @@ __all__ = [
 ]
 
 # Bump when figures change look, so reused PNGs from an older build are redrawn.
-FIGURES_VERSION = "2"
+FIGURES_VERSION = "3"
 STAMP = ".clbench-site.json"
-# Extra columns of a scenario board beside BOARD_COLUMNS: the other convention.
-TASK_COLUMNS = (
-    ("avg_acc_task", "Ā (%, task-averaged)", 2),
-    ("last_acc_task", "last (%, task-averaged)", 2),
-)
 
 
 @dataclass
@@ -95,14 +76,6 @@ class SiteSummary:
     figures_drawn: int = 0
     figures_reused: int = 0
     seconds: float = 0.0
-
-
-def json_script(value: Any) -> markupsafe.Markup:
-    """JSON safe inside ``<script type="application/json">``: no record string
-    can end the element or start a comment, whatever it contains."""
-    text = json.dumps(value, sort_keys=True, allow_nan=False)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return markupsafe.Markup(text)
 
 
 def copy_plotly(out: Path) -> Path:
@@ -127,8 +100,6 @@ def copy_plotly(out: Path) -> Path:
 # ---------------------------------------------------------------- figures
 
 Job = tuple[Callable[..., Path], tuple]
-# A scenario figure: (chart key, PNG path, drawing function, its arguments).
-Figure = tuple[str, Path, Callable[..., Path], tuple]
 
 
 def _draw(job: Job) -> Path:
@@ -172,269 +143,10 @@ def _run_figure_jobs(
     return jobs
 
 
-# ---------------------------------------------------------------- scenario pages
-
-
-def _mean_curve(runs: Sequence[RunResult], convention: str) -> tuple[np.ndarray, np.ndarray]:
-    curves = [figures.step_accuracy(r, convention) for r in runs]
-    length = min(len(c) for c in curves)
-    stacked = np.stack([c[:length] for c in curves])
-    std = stacked.std(axis=0, ddof=1) if len(curves) > 1 else np.full(length, np.nan)
-    return stacked.mean(axis=0), std
-
-
-def _mean_forgetting(runs: Sequence[RunResult]) -> np.ndarray:
-    """Per-task forgetting (%, PILOT convention), mean over seeds (NaN where no
-    seed measured a task's final accuracy)."""
-    rows = [metrics.task_forgetting(figures.accuracy_percent(r)) for r in runs]
-    length = min(len(r) for r in rows)
-    stacked = np.stack([r[:length] for r in rows])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column stays NaN
-        return np.nanmean(stacked, axis=0)
-
-
-def _published_text(entries: list[Published], method: str) -> tuple[str, str]:
-    """The published column of one board row: numbers and their source."""
-    mine = [e for e in entries if e.names_method(method)]
-    if not mine:
-        return "", ""
-    e = mine[0]
-    numbers = " / ".join("-" if v is None else f"{v:.2f}" for v in (e.avg_acc, e.last_acc))
-    return f"{numbers} ({e.backbone})", e.source
-
-
-def _cell(mean: float, std: float, digits: int) -> dict[str, str]:
-    return {
-        "text": mean_spread_text(mean, std, digits),
-        "sort": "" if mean != mean else f"{mean:.6g}",
-    }
-
-
-def board_rows(
-    board: pd.DataFrame,
-    published: list[Published],
-    run_links: dict[str, str],
-    columns: Sequence[tuple[str, str, int]],
-) -> list[dict]:
-    rows = []
-    for rec in board.to_dict("records"):
-        pub_text, pub_source = _published_text(published, rec["method"])
-        short = rec["short_label"][len(rec["method"]) :].strip()
-        rows.append(
-            {
-                **{k: rec[k] for k in GROUP_KEYS},
-                "label": rec["label"],
-                "short_options": short,
-                "seeds": rec["seeds"],
-                "cells": [
-                    _cell(rec[f"{col}_mean"], rec[f"{col}_std"], digits)
-                    for col, _, digits in columns
-                ],
-                "runs": [
-                    (seed, run_links[run_id])
-                    for run_id, seed in zip(rec["run_ids"], rec["run_seeds"], strict=True)
-                ],
-                "published": pub_text,
-                "published_source": pub_source,
-            }
-        )
-    return rows
-
-
-def _scenario_figures(
-    scenario: str, board: pd.DataFrame, by_id: dict[str, RunResult], base: Path
-) -> tuple[dict[str, dict], list[Figure]]:
-    """The scenario's interactive chart specs and the PNG fallbacks to draw."""
-    labels = list(board["label"])
-    entries = [[by_id[r] for r in ids] for ids in board["run_ids"]]
-    ylabel = "accuracy on seen tasks (%, sample-weighted)"
-    curves = [
-        (label, *_mean_curve(runs, "sample")) for label, runs in zip(labels, entries, strict=True)
-    ]
-    scores = list(board["avg_acc_sample_mean"])
-    per_entry = [_mean_forgetting(runs) for runs in entries]
-    length = min((len(f) for f in per_entry), default=0)
-    forgetting = np.stack([f[:length] for f in per_entry]) if per_entry else np.zeros((0, 0))
-    specs = {"curves": figures.curves_spec(curves, f"{scenario}: accuracy after each task", ylabel)}
-    curves_png = base.with_suffix(".png")
-    pngs: list[Figure] = [
-        (
-            "curves",
-            curves_png,
-            figures.comparison,
-            (curves, f"{scenario}: accuracy after each task", curves_png, ylabel),
-        )
-    ]
-    for key, column, xlabel in (
-        ("time", "wall_seconds_mean", "wall time (s)"),
-        ("params", "trainable_parameters_mean", "trainable parameters (last task)"),
-    ):
-        costs = [float(c) for c in board[column]]
-        front = pareto_front(costs, scores)
-        if any(c == 0 for c in costs):
-            # Frozen methods train nothing: shift by one so a log axis can show them.
-            costs, xlabel = [c + 1 for c in costs], f"{xlabel} + 1"
-        title = f"{scenario}: Ā vs {xlabel}"
-        specs[key] = figures.scatter_spec(labels, costs, scores, front, xlabel, title)
-        png = base.with_name(f"{base.name}-{key}.png")
-        pngs.append(
-            (key, png, figures.cost_scatter, (labels, costs, scores, front, xlabel, title, png))
-        )
-    title = f"{scenario}: forgetting per task (%, PILOT)"
-    specs["forgetting"] = figures.forgetting_spec(labels, forgetting, title)
-    png = base.with_name(f"{base.name}-forgetting.png")
-    pngs.append(("forgetting", png, figures.forgetting_map, (labels, forgetting, title, png)))
-    return specs, pngs
-
-
 def _figure_key(args: tuple) -> str:
     """What a scenario PNG shows, hashed: unchanged inputs mean an unchanged PNG."""
     text = json.dumps(args, default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v))
     return hashlib.sha256(f"{FIGURES_VERSION}:{text}".encode()).hexdigest()
-
-
-def scenario_page(
-    env: jinja2.Environment,
-    out: Path,
-    scenario: str,
-    board: pd.DataFrame,
-    frame: pd.DataFrame,
-    by_id: dict[str, RunResult],
-    published: list[Published],
-) -> tuple[Path, list[Figure]]:
-    """Write one scenario page; return it and the fallback PNGs it shows."""
-    page = out / "scenarios" / f"{slug(scenario)}.html"
-    runs = frame[frame["scenario"] == scenario]
-    first = by_id[runs["run_id"].iloc[0]]
-    protocol = first.config.get("scenario", {}).get("protocol", {})
-    entries = published_for(published, first.scenario, protocol)
-    if first.task_incremental:
-        entries = []  # published numbers are class-incremental: never beside task-incremental ones
-    run_links = {rid: f"../runs/{slug(rid)}/index.html" for rid in runs["run_id"]}
-    specs, pngs = _scenario_figures(scenario, board, by_id, page.with_suffix(""))
-    latest = set(latest_per_seed(runs)["run_id"])
-    columns = [*BOARD_COLUMNS[:2], *TASK_COLUMNS, *BOARD_COLUMNS[2:]]
-    page.write_text(
-        env.get_template("scenario.html").render(
-            title=f"{scenario} leaderboard",
-            scenario=scenario,
-            kind=first.scenario_kind,
-            scorer=", ".join(sorted(set(runs["scorer"]))),
-            task_incremental=first.task_incremental,
-            protocol=json.dumps(protocol, sort_keys=True, default=str),
-            headers=[header for _, header, _ in columns],
-            rows=board_rows(board, entries, run_links, columns),
-            backbones=sorted(set(board["backbone"])),
-            published=entries,
-            charts={key: json_script(spec) for key, spec in specs.items()},
-            fallbacks={key: png.name for key, png, _, _ in pngs},
-            all_runs=[
-                {**rec, "href": run_links[rec["run_id"]], "superseded": rec["run_id"] not in latest}
-                for rec in runs.iloc[::-1].to_dict("records")
-            ],
-            home_href="../index.html",
-            assets_href="../assets/",
-        )
-    )
-    return page, pngs
-
-
-# ---------------------------------------------------------------- the front page
-
-
-def _published_cell(
-    published: list[Published], scenario_result: RunResult, method: str
-) -> dict[str, str] | None:
-    protocol = scenario_result.config.get("scenario", {}).get("protocol", {})
-    text, source = _published_text(
-        published_for(published, scenario_result.scenario, protocol), method
-    )
-    return {"text": text, "source": source} if text else None
-
-
-def overview_tables(
-    frame: pd.DataFrame,
-    scenarios: list[str],
-    scenario_runs: dict[str, RunResult],
-    published: list[Published],
-) -> list[dict[str, Any]]:
-    """The front page's methods x scenarios tables, one per (setting, convention):
-    each cell Ā / last, mean ± std over seeds and the number of seeds, the best Ā
-    of each column marked. Published numbers sit beside the sample-weighted
-    class-incremental cells only (the convention and setting they were reported in)."""
-    long = overview(frame)
-    tables = []
-    for task_incremental, setting, setting_text in SETTINGS:
-        part = long[long["task_incremental"] == task_incremental]
-        if part.empty:
-            continue
-        columns = [s for s in scenarios if s in set(part["scenario"])]
-        entry_keys = ["label", "short_label", "method", "method_options", "backbone"]
-        entries = part[entry_keys].drop_duplicates().sort_values("label", kind="stable")
-        for convention, name, avg, last in CONVENTIONS:
-            best = part.groupby("scenario")[f"{avg}_mean"].max().to_dict()
-            cells = {(rec["label"], rec["scenario"]): rec for rec in part.to_dict("records")}
-            rows = []
-            for entry in entries.to_dict("records"):
-                row = {**entry, "cells": []}
-                for scenario in columns:
-                    rec = cells.get((entry["label"], scenario))
-                    pub = (
-                        _published_cell(published, scenario_runs[scenario], entry["method"])
-                        if convention == "sample" and not task_incremental
-                        else None
-                    )
-                    if rec is None:
-                        row["cells"].append(
-                            {"empty": True, "best": False, "sort": "", "published": pub}
-                        )
-                        continue
-                    mean = rec[f"{avg}_mean"]
-                    row["cells"].append(
-                        {
-                            "empty": False,
-                            "avg": mean_spread_text(mean, rec[f"{avg}_std"], 2),
-                            "last": mean_spread_text(rec[f"{last}_mean"], rec[f"{last}_std"], 2),
-                            "seeds": rec["seeds"],
-                            "sort": "" if mean != mean else f"{mean:.6g}",
-                            "best": mean == mean and mean >= best.get(scenario, np.inf),
-                            "published": pub,
-                        }
-                    )
-                rows.append(row)
-            tables.append(
-                {
-                    "setting": setting,
-                    "setting_text": setting_text,
-                    "convention": convention,
-                    "convention_text": name,
-                    "scenarios": [
-                        {
-                            "name": s,
-                            "href": f"scenarios/{slug(s)}.html",
-                            "kind": scenario_runs[s].scenario_kind,
-                            "scorer": "+".join(sorted(set(part[part["scenario"] == s]["scorer"]))),
-                        }
-                        for s in columns
-                    ],
-                    "rows": rows,
-                }
-            )
-    return tables
-
-
-def _index_row(scenario: str, board: pd.DataFrame, runs: int) -> dict[str, Any]:
-    best = board.iloc[0]
-    return {
-        "name": scenario,
-        "href": f"scenarios/{slug(scenario)}.html",
-        "runs": runs,
-        "entries": len(board),
-        "best": best["label"],
-        "best_backbone": best["backbone"],
-        "best_avg": mean_spread_text(best["avg_acc_sample_mean"], best["avg_acc_sample_std"], 2),
-    }
 
 
 # ---------------------------------------------------------------- the site
@@ -486,7 +198,7 @@ def build_site(
             else:
                 jobs.append((draw, args))
         scenario_runs[scenario] = by_id[frame.loc[frame["scenario"] == scenario, "run_id"].iloc[0]]
-        listing.append(_index_row(scenario, board, int((frame["scenario"] == scenario).sum())))
+        listing.append(index_row(scenario, board, int((frame["scenario"] == scenario).sum())))
 
     draw_figures(jobs, workers if workers is not None else (os.cpu_count() or 1))
     summary.figures_drawn += len(jobs)
