@@ -186,7 +186,9 @@ def three_methods_site(tmp_path_factory):
         fake_result("simplecil", level=0.6),
         fake_result("simplecil", scenario="imagenet-r", level=0.5, protocol={"init_cls": 20}),
         fake_result("ncm", scenario="cub200", level=0.8, backbone="vit-b16"),
+        fake_result("knn", level=0.9),
     ]
+    runs[-1].task_incremental = True  # its own table, never beside the others
     return build_site(runs, tmp_path_factory.mktemp("site3"), workers=1)
 
 
@@ -232,6 +234,22 @@ def test_front_page_toggles_and_filters(three_methods_site):
     assert "Mammoth" in table.split("</h2>")[0]
     rows = re.findall(r"<tr data-backbone=\"([^\"]+)\"( hidden)?", table)
     assert [b for b, hidden in rows if not hidden] == ["vit-b16"]
+
+    page = with_script(
+        three_methods_site.index,
+        """window.addEventListener("load", () => {
+  const form = document.getElementById("view");
+  form.elements["setting"][1].checked = true;              // task id given at test
+  form.dispatchEvent(new Event("change"));
+});""",
+        "task-incremental.html",
+    )
+    dom, console = open_page(page)
+    assert console == []
+    table = visible_overview(dom)
+    assert "task id given at test" in table.split("</h2>")[0]
+    rows = re.findall(r"<summary>(.*?)</summary>", table)
+    assert rows == ["knn"] and "published" not in table
 
 
 def test_clicking_a_legend_entry_hides_and_shows_a_series(three_methods_site):

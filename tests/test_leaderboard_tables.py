@@ -208,3 +208,16 @@ def test_scenario_page_has_chart_data_fallbacks_and_short_labels(site):
         assert (page.parent / png).read_bytes()[:4] == b"\x89PNG"
     assert (summary.out / "assets" / "plotly.min.js").stat().st_size > 1_000_000
     assert HOSTILE not in html and hostile.method not in html
+
+
+def test_a_missing_plotly_is_a_clear_error(tmp_path, monkeypatch):
+    import importlib.util
+
+    from clbench.errors import ClbenchError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "plotly" else real(name, *a)
+    )
+    with pytest.raises(ClbenchError, match="plotly package is not installed"):
+        build_site([fake_result("ncm")], tmp_path / "site", workers=1)

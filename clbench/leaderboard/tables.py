@@ -97,10 +97,13 @@ def options_text(options: dict[str, Any]) -> str:
 
 def scenario_label(result: RunResult) -> str:
     """The scenario's name, plus any scenario option the run set: runs of
-    ``emoji-cil`` with ``num_tasks=5`` are another protocol, not more seeds."""
+    ``emoji-cil`` with ``num_tasks=5`` are another protocol, not more seeds, and so are
+    runs told the task id at test."""
     options = {
         k: v for k, v in result.config.get("scenario", {}).items() if k not in ("name", "protocol")
     }
+    if result.task_incremental:  # a task-incremental run never shares a board with the others
+        options["task_incremental"] = True
     return f"{result.scenario} ({options_text(options)})" if options else result.scenario
 
 
