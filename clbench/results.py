@@ -49,9 +49,6 @@ class RunResult:
     trainable_parameters: list[int]
     task_incremental: bool = False
     evaluate_unseen: bool = False
-    class_names: list[str] = field(default_factory=list)
-    """Names of the labels (``class_names[i]`` names label ``i``, dataset class
-    ``class_order[i]``); empty in records older than this field."""
     extra: dict[str, Any] = field(default_factory=dict)
     scorers: list[str] = field(default_factory=list)
     """Each task's scorer (``clbench.scoring``); records before it existed mean accuracy."""

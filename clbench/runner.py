@@ -179,7 +179,6 @@ def build_result(
         manifest=manifest(ctx.device),
         split_hash=scenario.split_hash,
         class_order=scenario.class_order,
-        class_names=[str(n) for n in scenario.class_names],
         task_classes=[[int(c) for c in t.classes] for t in scenario.tasks],
         correct_matrix=evaluation.scores_or_none(),
         scorers=scenario.scorers,

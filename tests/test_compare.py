@@ -18,7 +18,7 @@ HOSTILE = "<script>alert(1)</script>"
 def pair():
     a = fake_result("aper", level=0.6)
     b = fake_result("aper", level=0.7)
-    b.config["method"]["epochs"] = 5
+    b.config["method"]["train"]["epochs"] = 5
     b.manifest["created_at"] = "2026-02-02T00:00:00+00:00"
     return a, b
 
@@ -31,8 +31,8 @@ def test_differences_are_found_and_only_they(pair):
     a, b = pair
     c = compare_runs(a, b)
     config = section(c, "Configuration")
-    assert [r.key for r in config.rows if r.differs] == ["method.epochs"]
-    epochs = next(r for r in config.rows if r.key == "method.epochs")
+    assert [r.key for r in config.rows if r.differs] == ["method.train.epochs"]
+    epochs = next(r for r in config.rows if r.key == "method.train.epochs")
     assert (epochs.a, epochs.b) == ("20", "5")
     assert section(c, "Manifest").differences == 0  # created_at always differs: not counted
     run = section(c, "Run")
@@ -71,11 +71,11 @@ def test_cli_prints_tables_and_writes_the_page(pair, tmp_path, capsys):
         main(["compare", a.run_id, b.run_id, "--runs", str(store.root), "--html", str(html)]) == 0
     )
     out = capsys.readouterr().out
-    assert "≠ method.epochs" in out and "B - A" in out and f"compare: {html.resolve()}" in out
-    assert "method.batch_size" not in out  # equal rows are left out without --all
+    assert "≠ method.train.epochs" in out and "B - A" in out and f"compare: {html.resolve()}" in out
+    assert "method.train.batch_size" not in out  # equal rows are left out without --all
     page = html.read_text()
     assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert re.search(r'<tr class="differs"><th>method.epochs</th><td><code>20</code>', page)
+    assert re.search(r'<tr class="differs"><th>method.train.epochs</th><td><code>20</code>', page)
     assert 'class="num better"' in page and "<script>" in page  # only the site's own script
     assert page.count("<script>") == 1
 
@@ -85,7 +85,7 @@ def test_cli_prints_tables_and_writes_the_page(pair, tmp_path, capsys):
         )
         == 0
     )
-    assert "method.batch_size" in capsys.readouterr().out
+    assert "method.train.batch_size" in capsys.readouterr().out
 
 
 def test_an_unknown_run_is_a_clear_error(tmp_path, capsys):

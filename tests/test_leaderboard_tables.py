@@ -37,26 +37,49 @@ def with_options(method: str, **options):
 
 def test_defaults_come_from_the_registered_constructor():
     defaults = method_defaults("aper")
-    assert defaults["peft"] == "adapter" and defaults["epochs"] == 20
+    assert defaults["peft"] == "adapter" and defaults["train.epochs"] == 20
+    # Training defaults are the method's for the run's other options.
+    assert defaults["train.lr"] == 0.01
+    assert method_defaults("aper", {"peft": "full"})["train.lr"] == 0.001
     assert method_defaults("no-such-method") == {}
 
 
 def test_a_label_names_only_the_options_that_differ_from_the_defaults():
-    full = {**method_config("aper"), "peft": "full", "epochs": 5}
-    full.pop("name")
-    assert short_label("aper", full) == "aper peft=full epochs=5"
-    defaults = dict(method_config("aper"))
-    defaults.pop("name")
-    assert short_label("aper", defaults) == "aper"
+    from clbench.registry import create_method
+
+    stored = json.loads(
+        json.dumps(create_method("aper", peft="full", train={"epochs": 5}).hyperparameters())
+    )
+    # lr 0.001 is APER's default for peft=full: not named.
+    assert stored["train"]["lr"] == 0.001
+    assert short_label("aper", stored) == "aper peft=full train.epochs=5"
+    plain = json.loads(json.dumps(create_method("aper").hyperparameters()))
+    assert short_label("aper", plain) == "aper"
     # An unregistered method has no defaults: every option is named.
     assert short_label("mystery", {"k": 3}) == "mystery k=3"
+
+
+def test_records_with_flat_training_options_get_short_labels_too():
+    """Before TrainConfig, records stored training options flat (lr None meant the default)."""
+    old = {
+        "peft": "full",
+        "epochs": 5,
+        "lr": None,
+        "batch_size": 32,
+        "weight_decay": 0.0005,
+        "optimizer": "sgd",
+        "bottleneck": 16,
+        "adapter_scale": 0.1,
+        "num_prompts": 5,
+    }
+    assert short_label("aper", old) == "aper peft=full epochs=5"
 
 
 def test_nested_training_options_are_compared_key_by_key(monkeypatch):
     from clbench.leaderboard import tables
 
     nested = json.dumps({"train": {"lr": 0.01, "epochs": 5}, "peft": "adapter"})
-    monkeypatch.setattr(tables, "_defaults_json", lambda method: nested)
+    monkeypatch.setattr(tables, "_defaults_json", lambda method, options="{}": nested)
     assert flatten({"train": {"lr": 0.1, "opt": {"m": 0.9}}}) == {
         "train.lr": 0.1,
         "train.opt.m": 0.9,
@@ -73,16 +96,16 @@ def test_unique_labels_add_the_backbone_then_a_number_only_on_clashes():
 
 
 def test_board_labels_and_the_full_options_stay_apart():
-    runs = [with_options("aper", peft="full", epochs=5), with_options("aper")]
+    runs = [with_options("aper", peft="ssf"), with_options("aper")]
     board = scenario_board(runs_frame(runs), "emoji-cil")
-    assert set(board["label"]) == {"aper peft=full epochs=5", "aper"}
+    assert set(board["label"]) == {"aper peft=ssf", "aper"}
     assert all("bottleneck=16" in options for options in board["method_options"])
 
 
 def test_scorer_is_read_defensively():
     result = fake_result("ncm")
     assert scorer_of(result) == "accuracy"
-    result.extra["scorers"] = ["exact-match", "exact-match", "rouge-l"]
+    result.scorers = ["exact-match", "exact-match", "rouge-l"]
     assert scorer_of(result) == "exact-match+rouge-l"
 
 
@@ -140,7 +163,7 @@ def site(tmp_path_factory):
         {"task": 0, "prompt": "2+2=", "output": "4", "reference": "4"},
         {"task": 0, "prompt": "<b>bold?</b>", "output": "no", "reference": "yes"},
     ]
-    named.extra["scorers"] = ["exact-match"] * 4
+    named.scorers = ["exact-match"] * 4
     hostile = fake_result(HOSTILE, level=0.3)
     runs = [
         named,

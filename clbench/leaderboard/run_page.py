@@ -60,7 +60,7 @@ def _pct(value: float | None) -> str:
 def task_scorers(result: RunResult) -> list[str]:
     """The scorer of each task: a per-task list when the record holds one, else
     the run's single scorer for every task."""
-    stored = getattr(result, "scorers", None) or result.extra.get("scorers")
+    stored = result.scorers
     n = len(result.test_counts)
     if isinstance(stored, list | tuple) and len(stored) == n:
         return [str(s) for s in stored]

@@ -15,7 +15,6 @@ dump stays in ``method_options`` for the configuration view.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import json
@@ -139,34 +138,39 @@ def _plain(value: Any) -> Any:
 
 
 @cache
-def _defaults_json(method: str) -> str:
+def _defaults_json(method: str, options_json: str = "{}") -> str:
     from clbench.registry import METHODS
 
     try:
         factory = METHODS.get(method).factory
     except Exception:  # an unregistered name (a removed method, a test's): no defaults
         return "{}"
-    defaults = {
-        name: p.default
-        for name, p in inspect.signature(factory).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    # Training options are one nested config whose defaults come from the method
-    # (``train=None`` in the signature means "the method's default_train()").
-    default_train = getattr(factory, "default_train", None)
-    if "train" in inspect.signature(factory).parameters and callable(default_train):
-        try:
-            defaults["train"] = default_train()
-        except TypeError:  # an instance method: ask a default-built learner
-            with contextlib.suppress(Exception):
-                defaults["train"] = factory().default_train()
+    params = inspect.signature(factory).parameters
+    defaults = {n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}
+    if "train" in params and callable(getattr(factory, "default_train", None)):
+        # A method's training defaults may depend on its other options (APER trains
+        # peft=full at a smaller rate): ask a learner built with the run's options.
+        options = {
+            k: v for k, v in json.loads(options_json).items() if k in params and k != "train"
+        }
+        for attempt in (lambda: factory(**options), factory):
+            try:
+                defaults["train"] = attempt().default_train()
+                break
+            except Exception:  # options an older version accepted: try the plain defaults
+                continue
     return json.dumps(_plain(defaults), sort_keys=True, default=str)
 
 
-def method_defaults(method: str) -> dict[str, Any]:
-    """The registered method's constructor defaults (nested ``train`` included),
-    flattened to dotted keys; empty for a name no method is registered under."""
-    return flatten(json.loads(_defaults_json(method)))
+def method_defaults(method: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The registered method's constructor defaults (nested ``train`` included, as
+    the method picks them for ``options``), flattened to dotted keys; empty for a
+    name no method is registered under."""
+    key = json.dumps(options or {}, sort_keys=True, default=str)
+    return flatten(json.loads(_defaults_json(method, key)))
+
+
+_MISSING = object()
 
 
 def _value_text(value: Any) -> str:
@@ -174,13 +178,21 @@ def _value_text(value: Any) -> str:
 
 
 def short_label(method: str, options: dict[str, Any]) -> str:
-    """``aper peft=full epochs=5``: the name and the options that differ from the
-    registered defaults, in the order the method declares them."""
-    defaults = method_defaults(method)
+    """``aper peft=full train.epochs=5``: the name and the options that differ from
+    the registered defaults, in the order the record stores them.
+
+    Records from before training options were nested store them flat
+    (``epochs=5``): such a key is compared with ``train.<key>``, and a flat
+    ``None`` there meant "the method's default", so it is left out."""
+    defaults = method_defaults(method, options)
     flat = json.loads(json.dumps(flatten(options), default=str))
-    changed = [
-        f"{k}={_value_text(v)}" for k, v in flat.items() if k not in defaults or defaults[k] != v
-    ]
+    changed = []
+    for key, value in flat.items():
+        default = defaults.get(key, defaults.get(f"train.{key}", _MISSING))
+        if key not in defaults and f"train.{key}" in defaults and value is None:
+            continue
+        if default is _MISSING or default != value:
+            changed.append(f"{key}={_value_text(value)}")
     return " ".join([method, *changed])
 
 
@@ -204,13 +216,9 @@ def unique_labels(entries: Sequence[tuple[str, str, str]]) -> list[str]:
 
 def scorer_of(result: RunResult) -> str:
     """The scorer of a run's tasks (``accuracy`` for records older than per-task
-    scorers); several distinct ones are joined with ``+``."""
-    stored = getattr(result, "scorers", None) or getattr(result, "scorer", None)
-    stored = stored or result.extra.get("scorers") or result.extra.get("scorer")
-    if not stored:
-        return "accuracy"
-    names = [stored] if isinstance(stored, str) else [str(s) for s in stored]
-    return "+".join(dict.fromkeys(names))
+    scorers); several distinct ones are joined with ``+`` in task order."""
+    names = list(dict.fromkeys(str(s) for s in (getattr(result, "scorers", None) or [])))
+    return "+".join(names) or "accuracy"
 
 
 def _percent(value: float | None) -> float:
