@@ -107,6 +107,7 @@ def test_index_scenario_and_run_pages_load_cleanly(real_site):
     assert console == []
     assert images(dom) == {"heatmap.png": "yes", "curve.png": "yes", "bars.png": "yes"}
     assert '<table id="matrix">' in dom and "split hash" in dom
+    assert "stores no class names" not in dom and "<th>scorer</th><td>accuracy</td>" in dom
 
 
 @pytest.mark.integration
