@@ -4,7 +4,6 @@ options) on local worker processes or a Ray cluster, resumable."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -107,7 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def grid_points(args: argparse.Namespace) -> list:
     """The RunSpecs the arguments ask for."""
-    from clbench.cli._options import parse_sets
+    from clbench.options import parse_sets
     from clbench.sweep.grid import Grid, parse_seeds, split_names
     from clbench.sweep.gridfile import read_grid
     from clbench.sweep.presets import preset_grids
@@ -151,7 +150,7 @@ def grid_points(args: argparse.Namespace) -> list:
             g.seed_scope = args.seed_scope
         g.method_options.setdefault("*", {}).update(method_sets)
         g.scenario_options.setdefault("*", {}).update(scenario_sets)
-        for name in ("image_size", "device"):
+        for name in ("image_size", "device", "data_root"):
             if getattr(args, name) is not None:
                 g.run[name] = getattr(args, name)
     points: dict[str, object] = {}
@@ -176,8 +175,6 @@ def sweep_command(args: argparse.Namespace) -> int:
     from clbench.sweep import run_sweep, stored_keys
     from clbench.sweep.execute import describe
 
-    if args.data_root:
-        os.environ["CLBENCH_DATA"] = args.data_root  # inherited by spawned workers
     points = grid_points(args)
     store = ResultsStore(Path(args.results_dir) if args.results_dir else results_root())
     if args.dry_run:

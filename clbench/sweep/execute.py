@@ -44,7 +44,8 @@ def describe(spec: Any) -> str:
     options = [f"{k}={v}" for k, v in sorted(spec.method_options.items())]
     options += [f"scenario.{k}={v}" for k, v in sorted(spec.scenario_options.items())]
     extra = f" [{' '.join(options)}]" if options else ""
-    return f"{spec.method} on {spec.scenario}, {spec.backbone}, seed {spec.seed}{extra}"
+    backbone = spec.backbone or "default backbone"
+    return f"{spec.method} on {spec.scenario}, {backbone}, seed {spec.seed}{extra}"
 
 
 def one_line(exc: BaseException) -> str:

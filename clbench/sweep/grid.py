@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clbench.errors import ConfigError
-from clbench.runner import DEFAULT_BACKBONE, RunSpec
+from clbench.runner import RunSpec
 
 FIRST_SEED = 1993
 SEED_SCOPES = ("order", "training")
-RUN_FIELDS = ("weights", "image_size", "device", "batch_size")
+RUN_FIELDS = ("weights", "image_size", "device", "batch_size", "data_root")
 
 
 @dataclass
@@ -36,7 +36,8 @@ class Grid:
 
     methods: list[str]
     scenarios: list[str]
-    backbones: list[str] = field(default_factory=lambda: [DEFAULT_BACKBONE])
+    backbones: list[str | None] = field(default_factory=lambda: [None])
+    """None: the scenario's default backbone (EfficientNet-Lite0 for the image scenarios)."""
     seeds: list[int] = field(default_factory=lambda: [FIRST_SEED])
     seed_scope: str = "order"
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -44,7 +45,8 @@ class Grid:
     method_backbones: dict[str, list[str]] = field(default_factory=dict)
     """Per-method backbones replacing ``backbones`` (e.g. ViT-only methods)."""
     run: dict[str, Any] = field(default_factory=dict)
-    """RunSpec fields shared by every point: weights, image_size, device, batch_size."""
+    """RunSpec fields shared by every point: weights, image_size, device, batch_size,
+    data_root (where the data is: not part of a point's identity)."""
 
     def points(self) -> list[RunSpec]:
         """Every grid point as a RunSpec, in a stable order, duplicates removed."""

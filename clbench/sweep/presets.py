@@ -12,6 +12,7 @@ adapter, MOS) x 3 seeds on ViT-B/16 IN-21k; for users with the data and a GPU.
 from __future__ import annotations
 
 from clbench.errors import ConfigError
+from clbench.runner import DEFAULT_BACKBONE
 from clbench.sweep.grid import FIRST_SEED, Grid
 
 #: The scenarios built from registry-shipped data, with the protocol each runs.
@@ -39,12 +40,13 @@ PTM_BACKBONE = "timm:vit_base_patch16_224.augreg_in21k"
 PRESETS = ("offline", "ptm-table")
 
 
-def supports(method: str, protocol: str) -> bool:
-    """Whether a method declares it can run ``protocol`` (no declaration: any)."""
+def supports(method: str, protocol: str, modality: str = "image") -> bool:
+    """Whether a method declares the protocol and input modality (``Learner.protocols``,
+    ``modalities``); the same check the runner makes before a run."""
     from clbench.registry import METHODS
 
-    declared = getattr(METHODS.get(method).factory, "protocols", None)
-    return declared is None or protocol in declared
+    learner = METHODS.get(method).factory
+    return protocol in learner.protocols and modality in learner.modalities
 
 
 def preset_grids(name: str, seeds: int = 3) -> list[Grid]:
@@ -60,6 +62,7 @@ def preset_grids(name: str, seeds: int = 3) -> list[Grid]:
                 Grid(
                     methods=methods,
                     scenarios=[scenario],
+                    backbones=[DEFAULT_BACKBONE],
                     seeds=seed_list,
                     method_backbones={m: [OFFLINE_VIT] for m in VIT_METHODS if m in methods},
                 )
