@@ -13,7 +13,7 @@ from clbench.features import FeatureCache
 from tests.helpers import array_data
 from tests.test_features import CountingEncoder, to_tensor
 
-PROCESSES = 4
+PROCESSES = 3
 
 
 def _embed(root: str, start, results) -> None:
@@ -33,7 +33,7 @@ def test_concurrent_processes_embed_each_image_once(tmp_path):
     ]
     for process in workers:
         process.start()
-    answers = [results.get(timeout=30) for _ in workers]
+    answers = [results.get(timeout=180) for _ in workers]
     for process in workers:
         process.join(timeout=60)
         assert process.exitcode == 0

@@ -40,6 +40,19 @@ def records_by_key(store: ResultsStore) -> dict[str, list]:
     return out
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie nobody has reaped yet has exited)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc (macOS): trust kill(pid, 0)
+    return state != "Z"
+
+
 @pytest.fixture
 def store(tmp_path) -> ResultsStore:
     return ResultsStore(tmp_path / "runs")
@@ -135,8 +148,22 @@ def test_a_killed_sweep_resumed_runs_only_the_missing_points(store, tmp_path):
     while len(store.paths()) < 2 and process.poll() is None:
         assert time.monotonic() < deadline, "the sweep stored nothing"
         time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)  # the driver and its worker, mid-sweep
+    os.kill(process.pid, signal.SIGKILL)  # the driver only, mid-sweep: no clean shutdown
     process.wait()
+    # Its worker (named in the point logs) notices and exits instead of lingering.
+    worker_pids = {
+        int(line.split("(pid ")[1].split(",")[0])
+        for log in (tmp_path / "logs").glob("*.log")
+        for line in log.read_text().splitlines()
+        if line.startswith("--- attempt")
+    }
+    assert worker_pids
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in worker_pids):
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"workers {worker_pids} outlived their killed driver")
+        time.sleep(0.2)
     finished = stored_keys(store)
     assert 0 < len(finished) < len(points), "kill the sweep earlier: it had finished"
     assert finished <= {p.key() for p in points}

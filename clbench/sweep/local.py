@@ -4,12 +4,17 @@ Workers are spawned (not forked: a forked torch with live threads can hang)
 and kept for the whole sweep, so torch and timm are imported once per worker,
 not once per point. At most ``workers`` points are in flight, so when a worker
 dies (killed, out of memory) only the points it could have been running are
-charged an attempt before the pool is rebuilt.
+charged an attempt before the pool is rebuilt. A worker whose driver is killed
+outright (SIGKILL, no chance to shut the pool down) exits within a second
+instead of lingering as an orphan.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -17,6 +22,19 @@ from concurrent.futures.process import BrokenProcessPool
 
 from clbench.sweep.execute import Outcome, configure_worker, execute_point, one_line
 from clbench.sweep.jobs import Job
+
+
+def start_worker(threads: int, plugins: Sequence[str]) -> None:
+    """Pool initializer: exit with the driver, then set threads and import plugins."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:  # re-parented: the driver is gone
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="clbench-exit-with-driver", daemon=True).start()
+    configure_worker(threads, plugins)
 
 
 def run_local(
@@ -34,7 +52,7 @@ def run_local(
         return ProcessPoolExecutor(
             max_workers=workers,
             mp_context=context,
-            initializer=configure_worker,
+            initializer=start_worker,
             initargs=(threads, tuple(plugins)),
         )
 
