@@ -20,7 +20,8 @@ from clbench.sweep.grid import Grid
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"num_tasks": 3}  # same images as the full scenario: the features are cached
+SMALL = {"num_tasks": 3}
+IMAGE_SIZE = 32  # the session's feature cache starts empty: embed small images
 
 
 def small_grid(methods=("simplecil", "ncm"), seeds=(1993,), **options) -> list[RunSpec]:
@@ -29,6 +30,7 @@ def small_grid(methods=("simplecil", "ncm"), seeds=(1993,), **options) -> list[R
         scenarios=["emoji-cil"],
         seeds=list(seeds),
         scenario_options={"*": dict(SMALL)},
+        run={"image_size": IMAGE_SIZE},
         **options,
     ).points()
 
@@ -130,6 +132,8 @@ def test_a_killed_sweep_resumed_runs_only_the_missing_points(store, tmp_path):
         "3",
         "--set",
         "scenario.num_tasks=3",
+        "--image-size",
+        str(IMAGE_SIZE),
         "--workers",
         "1",
         "--results-dir",

@@ -121,3 +121,15 @@ def test_cli_errors_exit_2_and_dry_run_lists_points(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert out.count("to run") == 4 and "4 points, 0 stored" in out
+
+
+def test_a_preset_restricted_to_some_methods(tmp_path, capsys):
+    code = main(
+        ["sweep", "--preset", "offline", "--method", "simplecil,lda", "--dry-run"]
+        + ["--results-dir", str(tmp_path)]
+    )
+    assert code == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("to run")]
+    assert len(lines) == 2 * len(OFFLINE_SCENARIOS) * 3
+    assert all(" simplecil on " in line or " lda on " in line for line in lines)
+    assert main(["sweep", "--preset", "offline", "--method", "sema2", "--dry-run"]) == 2

@@ -117,6 +117,15 @@ def grid_points(args: argparse.Namespace) -> list:
     if args.preset:
         seeds = parse_seeds(args.seeds) if args.seeds else None
         grids = preset_grids(args.preset, 3 if seeds is None else len(seeds))
+        for kind, asked, having in (
+            ("method", methods, {m for g in grids for m in g.methods}),
+            ("scenario", scenarios, {s for g in grids for s in g.scenarios}),
+        ):
+            if set(asked) - having:
+                raise ConfigError(
+                    f"preset {args.preset} has no {kind} {', '.join(sorted(set(asked) - having))}",
+                    f"its {kind}s: {', '.join(sorted(having))}",
+                )
         grids = [restrict(g, methods, scenarios) for g in grids]
         grids = [g for g in grids if g.methods and g.scenarios]
         if not grids:
