@@ -9,7 +9,13 @@ from clbench.cli import main
 from clbench.errors import ConfigError
 from clbench.sweep.grid import Grid, parse_seeds, validate
 from clbench.sweep.gridfile import read_grid
-from clbench.sweep.presets import OFFLINE_SCENARIOS, PTM_SCENARIOS, VIT_METHODS, preset_grids
+from clbench.sweep.presets import (
+    OFFLINE_SCENARIOS,
+    PTM_SCENARIOS,
+    VIT_METHODS,
+    preset_grids,
+    supports,
+)
 
 
 def test_cross_product_of_methods_scenarios_backbones_seeds_and_option_lists():
@@ -60,7 +66,15 @@ def test_offline_preset_every_offline_scenario_x_method_x_three_seeds():
 
     points = [p for g in preset_grids("offline") for p in g.points()]
     assert {p.scenario for p in points} == set(OFFLINE_SCENARIOS)
-    assert len(points) == len(OFFLINE_SCENARIOS) * len(METHODS.names()) * 3
+    expected = [
+        (m, s)
+        for s, protocol in OFFLINE_SCENARIOS.items()
+        for m in METHODS.names()
+        if supports(m, protocol)
+    ]
+    assert {(p.method, p.scenario) for p in points} == set(expected)
+    assert len(points) == len(expected) * 3
+    assert {m for m, s in expected if s == "emoji-cil"} >= {"simplecil", "lda", "sema"}
     assert {p.backbone for p in points if p.method in VIT_METHODS} == {"dinov2-vits14"}
     assert {p.backbone for p in points if p.method not in VIT_METHODS} == {"efficientnet-lite0"}
     assert {p.seed for p in points} == {1993, 1994, 1995}
