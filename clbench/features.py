@@ -6,16 +6,30 @@ plus the keys of its rows, written atomically. A request loads the shards,
 extracts only the keys no shard holds yet, and writes those as a new shard, so
 each image is embedded once per (backbone, weights, transform, dataset split)
 however many tasks, methods or runs ask for it.
+
+Many processes may share one cache (``clbench sweep`` workers, Ray tasks on a
+shared file system). Every file appears under its final name by an atomic
+rename, so no reader sees a torn shard; and extraction into a folder holds an
+exclusive ``flock`` on it, re-reading the shards other processes wrote while
+it waited, so an image is embedded once even when several workers ask for it
+at the same moment (where ``fcntl`` is missing, duplicate work is the only cost).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent workers may duplicate work
+    fcntl = None
 
 import numpy as np
 import torch
@@ -88,6 +102,7 @@ class FeatureCache:
     root: Path | None
     stats: CacheStats = field(default_factory=CacheStats)
     _memory: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict)
+    _shards: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
     def folder(self, extractor_id: str, source: str) -> Path:
         digest = hashlib.sha256(f"{extractor_id}\n{source}".encode()).hexdigest()[:16]
@@ -98,33 +113,54 @@ class FeatureCache:
         self, extractor_id: str, source: str, from_disk: bool = True
     ) -> dict[str, np.ndarray]:
         key = (extractor_id, source)
-        if key in self._memory:
-            return self._memory[key]
-        table: dict[str, np.ndarray] = {}
-        if self.root is not None and from_disk:
-            folder = self.folder(extractor_id, source)
-            for keys_file in sorted(folder.glob("*.keys")):
-                matrix = np.load(keys_file.with_suffix(".npy"))
-                names = keys_file.read_text().split("\n")
-                table.update(zip(names, matrix, strict=True))
-        self._memory[key] = table
-        return table
+        if key not in self._memory:
+            self._memory[key] = {}
+            self._shards[key] = set()
+            if self.root is not None and from_disk:
+                self._read_new_shards(extractor_id, source)
+        return self._memory[key]
+
+    def _read_new_shards(self, extractor_id: str, source: str) -> None:
+        """Add the shards on disk not read yet (other processes may have written some)."""
+        key = (extractor_id, source)
+        table, seen = self._memory[key], self._shards[key]
+        for keys_file in sorted(self.folder(extractor_id, source).glob("*.keys")):
+            if keys_file.name in seen or keys_file.name.startswith("."):
+                continue
+            # A shard's .npy is renamed into place before its .keys, so it is complete.
+            matrix = np.load(keys_file.with_suffix(".npy"))
+            names = keys_file.read_text().split("\n")
+            table.update(zip(names, matrix, strict=True))
+            seen.add(keys_file.name)
+
+    @contextlib.contextmanager
+    def _locked(self, extractor_id: str, source: str) -> Iterator[None]:
+        folder = self.folder(extractor_id, source)
+        folder.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            yield
+            return
+        with open(folder / ".lock", "a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def _store(self, extractor_id: str, source: str, keys: list[str], matrix: np.ndarray) -> None:
         if self.root is None or not keys:
             return
         folder = self.folder(extractor_id, source)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "ID").write_text(f"{extractor_id}\n{source}\n")
         shard = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
+        _write_atomic(folder / "ID", folder / f".{shard}.ID.tmp", f"{extractor_id}\n{source}\n")
         # The .npy goes in first; a shard counts only once its .keys file exists.
         tmp = folder / f".{shard}.npy.tmp"
         with open(tmp, "wb") as handle:
             np.save(handle, matrix)
         os.replace(tmp, folder / f"{shard}.npy")
-        tmp = folder / f".{shard}.keys.tmp"
-        tmp.write_text("\n".join(keys))
-        os.replace(tmp, folder / f"{shard}.keys")
+        _write_atomic(folder / f"{shard}.keys", folder / f".{shard}.keys.tmp", "\n".join(keys))
+        self._shards[(extractor_id, source)].add(f"{shard}.keys")
 
     def get(
         self,
@@ -145,19 +181,31 @@ class FeatureCache:
         table = self._load(extractor_id, scope, from_disk=persist)
         keys = [str(k) for k in samples.keys]
         missing = sorted({k for k in keys if k not in table})
-        self.stats.hits += len(keys) - len(missing)
-        if missing:
-            start = time.perf_counter()
-            position = {k: i for i, k in enumerate(samples.keys)}
-            todo = samples.subset([position[k] for k in missing])
-            matrix = embed_samples(
-                model, todo, transform, device, batch_size, desc=f"features {samples.source}"
-            ).numpy()
-            self.stats.extract_seconds += time.perf_counter() - start
-            self.stats.extracted += len(missing)
-            if persist:
-                self._store(extractor_id, scope, missing, matrix)
-            table.update(zip(missing, matrix, strict=True))
+        on_disk = persist and self.root is not None
+        with self._locked(extractor_id, scope) if missing and on_disk else contextlib.nullcontext():
+            if missing and on_disk:
+                # Another worker may have embedded them while this one waited for the lock.
+                self._read_new_shards(extractor_id, scope)
+                missing = [k for k in missing if k not in table]
+            self.stats.hits += len(keys) - len(missing)
+            if missing:
+                start = time.perf_counter()
+                position = {k: i for i, k in enumerate(samples.keys)}
+                todo = samples.subset([position[k] for k in missing])
+                matrix = embed_samples(
+                    model, todo, transform, device, batch_size, desc=f"features {samples.source}"
+                ).numpy()
+                self.stats.extract_seconds += time.perf_counter() - start
+                self.stats.extracted += len(missing)
+                if persist:
+                    self._store(extractor_id, scope, missing, matrix)
+                table.update(zip(missing, matrix, strict=True))
         if not keys:
             return torch.empty(0, 0)
         return torch.from_numpy(np.stack([table[k] for k in keys]))
+
+
+def _write_atomic(path: Path, tmp: Path, text: str) -> None:
+    """Write ``text`` under a temporary name, then rename it into place."""
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -50,9 +50,15 @@ class RunSpec:
     """Where standard datasets are read from; not part of the run's identity (the split hash is)."""
 
     def key(self) -> str:
+        """A stable identity: the same spec gives the same key in any process, so a
+        sweep finds a point's stored record by it (``config["spec_key"]``)."""
         identity = {k: v for k, v in self.__dict__.items() if k != "data_root"}
         blob = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON data, as a RunResult stores it."""
+        return json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -173,6 +179,10 @@ def build_result(
             "batch_size": spec.batch_size,
             "device": str(ctx.device),
             "resumed_from_task": evaluation.resumed_from,
+            # What was asked for, verbatim, and its key: a sweep skips a point whose
+            # key a stored record already carries.
+            "spec": spec.as_dict(),
+            "spec_key": spec.key(),
             "accuracy_convention": "sample-weighted (PILOT) in *_sample, task-averaged (Mammoth) in *_task",
             "protocol": scenario.setting,
         },

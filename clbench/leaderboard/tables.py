@@ -97,9 +97,13 @@ def options_text(options: dict[str, Any]) -> str:
 def scenario_label(result: RunResult) -> str:
     """The scenario's name, plus any scenario option the run set: runs of
     ``emoji-cil`` with ``num_tasks=5`` are another protocol, not more seeds, and so are
-    runs told the task id at test."""
+    runs told the task id at test. A scenario ``seed`` equal to the run's seed (a
+    sweep's default: the seed sets the class order too, as in PILOT) is the seed
+    axis, not a protocol."""
     options = {
-        k: v for k, v in result.config.get("scenario", {}).items() if k not in ("name", "protocol")
+        k: v
+        for k, v in result.config.get("scenario", {}).items()
+        if k not in ("name", "protocol") and not (k == "seed" and v == result.seed)
     }
     if result.task_incremental:  # a task-incremental run never shares a board with the others
         options["task_incremental"] = True
