@@ -73,3 +73,85 @@ def export_backbone(spec: str, path: Path, image_size: int = 224) -> dict[str, o
     if not same:  # the reference calls the traced module: it must be clbench's embedding
         raise RuntimeError(f"{spec}: the traced network differs from Backbone.embed")
     return {"spec": spec, "file": str(path), "feature_dim": backbone.feature_dim}
+
+
+def export_stream(
+    root: Path, parts: list[tuple[object, list[int], int | None, int | None]]
+) -> dict:
+    """Several datasets' classes as one ImageFolder tree, class ids in the order given.
+
+    ``parts`` holds (LabelledData, its class ids to take, train cap, test cap per
+    class); the caps keep the first images of each class (in the reader's order).
+    Used for shifted streams (emoji, then Fashion-MNIST) run unshuffled.
+    """
+    meta_path = root / "clbench-export.json"
+    if meta_path.exists():
+        return json.loads(meta_path.read_text())
+    names, counts = [], {"train": 0, "test": 0}
+    for data, classes, train_cap, test_cap in parts:
+        for cls in classes:
+            folder_id = len(names)
+            names.append(f"{data.name}:{data.class_names[cls]}")
+            for part, samples, cap in (
+                ("train", data.train, train_cap),
+                ("test", data.test, test_cap),
+            ):
+                keys = [
+                    k for k, y in zip(samples.keys, samples.labels, strict=True) if int(y) == cls
+                ]
+                folder = root / part / f"{folder_id:02d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                for index, key in enumerate(keys[:cap]):
+                    samples.loader(key).save(folder / f"{index:05d}.png")
+                    counts[part] += 1
+    meta = {"classes": names, **counts}
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def export_sema_vit(spec: str, path: Path, image_size: int) -> dict[str, object]:
+    """The DINOv2 weights in the layout of SEMA-CL's ``backbone/vit_sema.py`` ViT.
+
+    That ViT has separate q/k/v projections, ``fc1``/``fc2`` directly in the
+    block and no layer scale: qkv is split (as SEMA's own loader does for ViT-B)
+    and DINOv2's layer-scale gammas are folded into ``attn.proj`` and ``fc2``
+    (``g * (W x + b) = (g W) x + g b``, exact), so the reference's block computes
+    what timm's DINOv2 block computes, adapters added after the scaled MLP as
+    in clbench's ``AdaptedBlock``.
+    """
+    from clbench.backbones import build_backbone
+
+    backbone = build_backbone(spec, image_size=image_size)
+    model = backbone.model
+    dim = model.embed_dim
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    out = {}
+    for key, value in state.items():
+        if ".ls1." in key or ".ls2." in key:
+            continue
+        if key.endswith("attn.qkv.weight") or key.endswith("attn.qkv.bias"):
+            kind = key.rsplit(".", 1)[1]
+            prefix = key[: -len(f"qkv.{kind}")]
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.split(dim), strict=True):
+                out[f"{prefix}{name}.{kind}"] = part.contiguous()
+            continue
+        out[key.replace(".mlp.fc", ".fc")] = value
+    for i in range(len(model.blocks)):
+        for ls, target in (("ls1", "attn.proj"), ("ls2", "fc2")):
+            gamma = state[f"blocks.{i}.{ls}.gamma"]
+            out[f"blocks.{i}.{target}.weight"] = out[f"blocks.{i}.{target}.weight"] * gamma[:, None]
+            out[f"blocks.{i}.{target}.bias"] = out[f"blocks.{i}.{target}.bias"] * gamma
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, path)
+    return {
+        "spec": spec,
+        "file": str(path),
+        "feature_dim": backbone.feature_dim,
+        "vit": {
+            "patch_size": model.patch_embed.patch_size[0],
+            "embed_dim": dim,
+            "depth": len(model.blocks),
+            "num_heads": model.blocks[0].attn.num_heads,
+            "img_size": image_size,
+        },
+    }

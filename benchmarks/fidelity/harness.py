@@ -15,6 +15,7 @@ this folder for fetching the references (nothing fetched is committed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -137,7 +138,7 @@ def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> d
     return found
 
 
-def run_clbench(a: argparse.Namespace, data: Path):
+def run_clbench(a: argparse.Namespace, data: Path, shuffle: bool = True):
     import torch
 
     from clbench.cli._options import parse_sets
@@ -155,13 +156,55 @@ def run_clbench(a: argparse.Namespace, data: Path):
             "init_cls": a.init_cls,
             "increment": a.increment,
             "seed": 1993,
+            "shuffle": shuffle,
             **pilot_pipeline(a.image_size),
         },
         device="cpu",
     )
     began, cpu = time.perf_counter(), own_cpu_seconds()
-    result = run(spec)
+    with timed_fit(a.method) as phases:
+        result = run(spec)
+    result.extra["train_phases"] = phases
     return result, time.perf_counter() - began, own_cpu_seconds() - cpu
+
+
+@contextlib.contextmanager
+def timed_fit(method: str):
+    """Time every ``clbench.training.fit`` call of the method's module, per optimiser step."""
+    import importlib
+
+    module = importlib.import_module(f"clbench.methods.{method}")
+    phases: list[dict] = []
+    own = getattr(module, "fit", None)
+    if own is None:
+        yield phases
+        return
+
+    def fit(params, batches, step, config, *args, **kwargs):
+        steps = [0]
+
+        def counted(batch):
+            steps[0] += 1
+            return step(batch)
+
+        began = time.perf_counter()
+        log = own(params, batches, counted, config, *args, **kwargs)
+        seconds = time.perf_counter() - began
+        phases.append(
+            {
+                "desc": kwargs.get("desc", ""),
+                "steps": steps[0],
+                "batch_size": config.batch_size,
+                "seconds_per_step": seconds / max(steps[0], 1),
+            }
+        )
+        return log
+
+    module.fit = fit
+    try:
+        yield phases
+    finally:
+        module.fit = own
 
 
 def compare(a: argparse.Namespace) -> dict:
@@ -213,12 +256,103 @@ def print_report(r: dict) -> None:
     )
 
 
+def compare_sema(a: argparse.Namespace) -> dict:
+    """SEMA's expansion decisions, SEMA-CL vs clbench, on emoji then Fashion-MNIST (unshuffled)."""
+    from export import export_sema_vit, export_stream
+
+    from clbench.scenarios.emoji import read_emoji
+    from clbench.scenarios.readers.fashion_mnist import read_fashion_mnist
+
+    data = a.work / "data" / "emoji20-fashion10"
+    meta = export_stream(
+        data,
+        [
+            (read_emoji("google", 6, False), list(range(20)), None, None),
+            (read_fashion_mnist(), list(range(10)), a.fashion_per_class, a.fashion_per_class),
+        ],
+    )
+    vit = export_sema_vit(
+        "dinov2-vits14:final",
+        a.work / "backbones" / f"sema-dinov2-final-{a.image_size}.pt",
+        a.image_size,
+    )
+    tag = f"sema-dinov2-final-{a.image_size}px-e{a.epochs}-s{a.seed}"
+    out = a.work / "results" / f"semacl-{tag}.json"
+    cmd = [
+        "nice", "-n", "10", str(a.ref_python), str(HERE / "pilot_run.py"),
+        "--pilot", str(a.ref), "--clbench", str(REPO), "--data", str(data),
+        "--backbone", "-", "--feature-dim", str(vit["feature_dim"]),
+        "--config", "exps/sema_inr_10task.json", "--init-cls", "20", "--increment", "10",
+        "--seed", str(a.seed), "--image-size", str(a.image_size),
+        "--workdir", str(a.work / "sema-logs"), "--out", str(out),
+        "--vit-state", vit["file"], "--vit", json.dumps(vit["vit"]),
+        "--set", "shuffle=false", "--set", f"func_epoch={a.epochs}", "--set", f"rd_epoch={a.epochs}",
+    ]  # fmt: skip
+    before = child_cpu_seconds()
+    if not (out.exists() and a.reuse):
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
+    ref = json.loads(out.read_text())
+    ref_cpu = child_cpu_seconds() - before
+    a.method, a.backbone, a.init_cls, a.increment = "sema", "dinov2-vits14:final", 20, 10
+    a.clbench_set = [
+        f"epochs={a.epochs}", f"descriptor_epochs={a.epochs}", "adapter_scale=1", "dropout=0",
+        "descriptor_dim=128", "batch_size=32", "detect_batch_size=128", "buffer_size=500",
+        "expansion_threshold=2", "expand_layers=3", "lr=0.005", "descriptor_lr=0.01",
+    ]  # fmt: skip
+    result, wall, cpu = run_clbench(a, data, shuffle=False)
+    report = {
+        "tag": tag,
+        "data": meta,
+        "reference": {
+            **pilot_metrics(ref["tasks"]),
+            "z": ref["sema"]["z"],
+            "added": ref["sema"]["added"],
+            "train_phases": ref["sema"]["train_phases"],
+            "cpu_seconds": ref["cpu_seconds"],
+            "cpu_seconds_total": ref_cpu,
+        },
+        "clbench": {
+            **clbench_metrics(result),
+            **result.extra,
+            "cpu_seconds": cpu,
+            "wall_seconds": wall,
+            "timings": result.timings,
+        },
+    }
+    (a.work / "results" / f"compare-{tag}.json").write_text(json.dumps(report, indent=1))
+    print_sema(report)
+    return report
+
+
+def print_sema(r: dict) -> None:
+    ref, ours = r["reference"], r["clbench"]
+    print(f"\n{r['tag']}: {r['data']['train']} train / {r['data']['test']} test images")
+    print("reference (SEMA-CL) highest batch-mean |z| (min over adapters) per task and layer:")
+    highest: dict = {}
+    for e in ref["z"]:
+        key = (e["task"], e["layer"])
+        highest[key] = max(highest.get(key, 0.0), e["min"])
+    for (task, layer), z in sorted(highest.items()):
+        print(f"  task {task} block {layer}: {z:.3f}")
+    print(f"  expansions: {ref['added']}")
+    print("clbench highest z per scan:")
+    for d in ours.get("expansion_decisions", []):
+        print(
+            f"  task {d['task']} scan {d['scan']}: {d['highest_z']} -> expands {d['expanded_layer']}"
+        )
+    for key in ("avg", "last", "forgetting"):
+        print(f"{key:>10}: SEMA-CL {ref[key]:6.2f}  clbench {ours[key]:6.2f}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("reference", choices=["pilot"])
+    p.add_argument("reference", choices=["pilot", "sema"])
     p.add_argument("--ref", type=Path, required=True, help="the fetched reference checkout")
     p.add_argument("--ref-python", type=Path, default=Path("/work/refs/venv/bin/python"))
     p.add_argument("--method", default="simplecil", choices=sorted(PILOT_CONFIGS))
+    p.add_argument("--epochs", type=int, default=2, help="sema: func_epoch = rd_epoch")
+    p.add_argument("--fashion-per-class", type=int, default=20)
+    p.add_argument("--reuse", action="store_true", help="sema: reuse a finished reference run")
     p.add_argument("--backbone", default="efficientnet-lite0")
     p.add_argument("--init-cls", type=int, default=9)
     p.add_argument("--increment", type=int, default=9)
@@ -232,10 +366,10 @@ def main() -> int:
     p.add_argument("--clbench-set", action="append", default=[], help="clbench method KEY=VALUE")
     a = p.parse_args()
     if not (a.ref / "trainer.py").is_file():
-        sys.exit(f"{a.ref} is not a LAMDA-PILOT checkout; see benchmarks/fidelity/README.md")
+        sys.exit(f"{a.ref} is not a PILOT-style checkout; see benchmarks/fidelity/README.md")
     (a.work / "results").mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(HERE))
-    compare(a)
+    compare_sema(a) if a.reference == "sema" else compare(a)
     return 0
 
 
