@@ -132,7 +132,8 @@ def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> d
         *[f"--set={s}" for s in a.ref_set],
     ]
     before = child_cpu_seconds()
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
+    if not (out.exists() and a.reuse):
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
     found = json.loads(out.read_text())
     found["cpu_seconds_total"] = child_cpu_seconds() - before
     return found
@@ -141,7 +142,7 @@ def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> d
 def run_clbench(a: argparse.Namespace, data: Path, shuffle: bool = True):
     import torch
 
-    from clbench.cli._options import parse_sets
+    from clbench.options import parse_sets
     from clbench.runner import RunSpec, run
 
     torch.set_num_threads(a.threads)
@@ -263,11 +264,11 @@ def compare_sema(a: argparse.Namespace) -> dict:
     from clbench.scenarios.emoji import read_emoji
     from clbench.scenarios.readers.fashion_mnist import read_fashion_mnist
 
-    data = a.work / "data" / "emoji20-fashion10"
+    data = a.work / "data" / f"emoji{a.emoji_classes}-fashion10x{a.fashion_per_class}"
     meta = export_stream(
         data,
         [
-            (read_emoji("google", 6, False), list(range(20)), None, None),
+            (read_emoji("google", 6, False), list(range(a.emoji_classes)), None, None),
             (read_fashion_mnist(), list(range(10)), a.fashion_per_class, a.fashion_per_class),
         ],
     )
@@ -276,13 +277,13 @@ def compare_sema(a: argparse.Namespace) -> dict:
         a.work / "backbones" / f"sema-dinov2-final-{a.image_size}.pt",
         a.image_size,
     )
-    tag = f"sema-dinov2-final-{a.image_size}px-e{a.epochs}-s{a.seed}"
+    tag = f"sema-dinov2-final-{a.image_size}px-e{a.epochs}-{data.name}-s{a.seed}"
     out = a.work / "results" / f"semacl-{tag}.json"
     cmd = [
         "nice", "-n", "10", str(a.ref_python), str(HERE / "pilot_run.py"),
         "--pilot", str(a.ref), "--clbench", str(REPO), "--data", str(data),
         "--backbone", "-", "--feature-dim", str(vit["feature_dim"]),
-        "--config", "exps/sema_inr_10task.json", "--init-cls", "20", "--increment", "10",
+        "--config", "exps/sema_inr_10task.json", "--init-cls", str(a.emoji_classes), "--increment", "10",
         "--seed", str(a.seed), "--image-size", str(a.image_size),
         "--workdir", str(a.work / "sema-logs"), "--out", str(out),
         "--vit-state", vit["file"], "--vit", json.dumps(vit["vit"]),
@@ -293,11 +294,16 @@ def compare_sema(a: argparse.Namespace) -> dict:
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
     ref = json.loads(out.read_text())
     ref_cpu = child_cpu_seconds() - before
-    a.method, a.backbone, a.init_cls, a.increment = "sema", "dinov2-vits14:final", 20, 10
+    a.method, a.backbone, a.init_cls, a.increment = (
+        "sema",
+        "dinov2-vits14:final",
+        a.emoji_classes,
+        10,
+    )
     a.clbench_set = [
-        f"epochs={a.epochs}", f"descriptor_epochs={a.epochs}", "adapter_scale=1", "dropout=0",
-        "descriptor_dim=128", "batch_size=32", "detect_batch_size=128", "buffer_size=500",
-        "expansion_threshold=2", "expand_layers=3", "lr=0.005", "descriptor_lr=0.01",
+        f"train.epochs={a.epochs}", f"descriptor_epochs={a.epochs}", "adapter_scale=1", "dropout=0",
+        "descriptor_dim=128", "train.batch_size=32", "detect_batch_size=128", "buffer_size=500",
+        "expansion_threshold=2", "expand_layers=3", "train.lr=0.005", "descriptor_lr=0.01",
     ]  # fmt: skip
     result, wall, cpu = run_clbench(a, data, shuffle=False)
     report = {
@@ -351,8 +357,11 @@ def main() -> int:
     p.add_argument("--ref-python", type=Path, default=Path("/work/refs/venv/bin/python"))
     p.add_argument("--method", default="simplecil", choices=sorted(PILOT_CONFIGS))
     p.add_argument("--epochs", type=int, default=2, help="sema: func_epoch = rd_epoch")
-    p.add_argument("--fashion-per-class", type=int, default=20)
-    p.add_argument("--reuse", action="store_true", help="sema: reuse a finished reference run")
+    p.add_argument("--fashion-per-class", type=int, default=10)
+    p.add_argument("--emoji-classes", type=int, default=10)
+    p.add_argument(
+        "--reuse", action="store_true", help="reuse a finished reference run (rerun clbench only)"
+    )
     p.add_argument("--backbone", default="efficientnet-lite0")
     p.add_argument("--init-cls", type=int, default=9)
     p.add_argument("--increment", type=int, default=9)
