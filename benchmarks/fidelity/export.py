@@ -124,23 +124,7 @@ def export_sema_vit(spec: str, path: Path, image_size: int) -> dict[str, object]
     backbone = build_backbone(spec, image_size=image_size)
     model = backbone.model
     dim = model.embed_dim
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    out = {}
-    for key, value in state.items():
-        if ".ls1." in key or ".ls2." in key:
-            continue
-        if key.endswith("attn.qkv.weight") or key.endswith("attn.qkv.bias"):
-            kind = key.rsplit(".", 1)[1]
-            prefix = key[: -len(f"qkv.{kind}")]
-            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.split(dim), strict=True):
-                out[f"{prefix}{name}.{kind}"] = part.contiguous()
-            continue
-        out[key.replace(".mlp.fc", ".fc")] = value
-    for i in range(len(model.blocks)):
-        for ls, target in (("ls1", "attn.proj"), ("ls2", "fc2")):
-            gamma = state[f"blocks.{i}.{ls}.gamma"]
-            out[f"blocks.{i}.{target}.weight"] = out[f"blocks.{i}.{target}.weight"] * gamma[:, None]
-            out[f"blocks.{i}.{target}.bias"] = out[f"blocks.{i}.{target}.bias"] * gamma
+    out = sema_layout(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, path)
     return {
@@ -155,3 +139,28 @@ def export_sema_vit(spec: str, path: Path, image_size: int) -> dict[str, object]
             "img_size": image_size,
         },
     }
+
+
+def sema_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A timm ViT's state dict renamed for SEMA-CL's ViT, qkv split, layer scale folded."""
+    dim = model.embed_dim
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    out = {}
+    for key, value in state.items():
+        if ".ls1." in key or ".ls2." in key:
+            continue
+        if key.endswith("attn.qkv.weight") or key.endswith("attn.qkv.bias"):
+            kind = key.rsplit(".", 1)[1]
+            prefix = key[: -len(f"qkv.{kind}")]
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.split(dim), strict=True):
+                out[f"{prefix}{name}.{kind}"] = part.contiguous()
+            continue
+        out[key.replace(".mlp.fc", ".fc")] = value
+    for i in range(len(model.blocks)):
+        for ls, target in (("ls1", "attn.proj"), ("ls2", "fc2")):
+            gamma = state.get(f"blocks.{i}.{ls}.gamma")
+            if gamma is None:
+                continue  # no layer scale in this ViT
+            out[f"blocks.{i}.{target}.weight"] = out[f"blocks.{i}.{target}.weight"] * gamma[:, None]
+            out[f"blocks.{i}.{target}.bias"] = out[f"blocks.{i}.{target}.bias"] * gamma
+    return out

@@ -54,6 +54,11 @@ def pilot_pipeline(image_size: int) -> dict:
 PILOT_CONFIGS = {"simplecil": "exps/simplecil.json", "aper": "exps/aper_adapter.json"}
 
 
+def nice_increment() -> str:
+    """What brings the reference to niceness 10 (the harness itself may already run niced)."""
+    return str(max(0, 10 - os.nice(0)))
+
+
 def child_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -102,7 +107,7 @@ def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> d
     cmd = [
         "nice",
         "-n",
-        "10",
+        nice_increment(),
         str(a.ref_python),
         str(HERE / "pilot_run.py"),
         "--pilot",
@@ -280,7 +285,7 @@ def compare_sema(a: argparse.Namespace) -> dict:
     tag = f"sema-dinov2-final-{a.image_size}px-e{a.epochs}-{data.name}-s{a.seed}"
     out = a.work / "results" / f"semacl-{tag}.json"
     cmd = [
-        "nice", "-n", "10", str(a.ref_python), str(HERE / "pilot_run.py"),
+        "nice", "-n", nice_increment(), str(a.ref_python), str(HERE / "pilot_run.py"),
         "--pilot", str(a.ref), "--clbench", str(REPO), "--data", str(data),
         "--backbone", "-", "--feature-dim", str(vit["feature_dim"]),
         "--config", "exps/sema_inr_10task.json", "--init-cls", str(a.emoji_classes), "--increment", "10",
