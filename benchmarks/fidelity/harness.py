@@ -216,12 +216,23 @@ def timed_fit(method: str):
 def compare(a: argparse.Namespace) -> dict:
     from export import export_backbone, export_emoji
 
-    data = a.work / "data" / "emoji-cil"
-    meta = export_emoji(data)
+    if a.subset_classes:
+        # The first N emoji-cil classes (all their images): a run small enough for a busy CPU.
+        from export import export_stream
+
+        from clbench.scenarios.emoji import read_emoji
+
+        data = a.work / "data" / f"emoji-cil-first{a.subset_classes}"
+        meta = export_stream(
+            data, [(read_emoji("google", 6, False), list(range(a.subset_classes)), None, None)]
+        )
+    else:
+        data = a.work / "data" / "emoji-cil"
+        meta = export_emoji(data)
     backbone = export_backbone(
         a.backbone, a.work / "backbones" / f"{a.backbone}-{a.image_size}.pt", a.image_size
     )
-    tag = f"{a.method}-{a.backbone}-{a.image_size}px-b{a.init_cls}inc{a.increment}-s{a.seed}"
+    tag = f"{a.method}-{a.backbone}-{a.image_size}px-{data.name}-b{a.init_cls}inc{a.increment}-s{a.seed}"
     ref = run_pilot(a, data, backbone, a.work / "results" / f"pilot-{tag}.json")
     ref_m = pilot_metrics(ref["tasks"])
     result, wall, cpu = run_clbench(a, data)
@@ -364,6 +375,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=2, help="sema: func_epoch = rd_epoch")
     p.add_argument("--fashion-per-class", type=int, default=10)
     p.add_argument("--emoji-classes", type=int, default=10)
+    p.add_argument("--subset-classes", type=int, default=0, help="pilot: first N emoji-cil classes")
     p.add_argument(
         "--reuse", action="store_true", help="reuse a finished reference run (rerun clbench only)"
     )
