@@ -179,7 +179,9 @@ def timed_fit(method: str):
     """Time every ``clbench.training.fit`` call of the method's module, per optimiser step."""
     import importlib
 
-    module = importlib.import_module(f"clbench.methods.{method}")
+    from clbench.registry import create_method
+
+    module = importlib.import_module(type(create_method(method)).__module__)
     phases: list[dict] = []
     own = getattr(module, "fit", None)
     if own is None:
