@@ -253,6 +253,12 @@ def matches(result: RunResult, key: RunKey, method_config: dict[str, Any]) -> bo
     stored_scenario = {k: v for k, v in scenario.items() if k not in ("name", "protocol")}
     if _plain(stored_scenario) != _plain(scenario_options):
         return False
+    # A run whose preprocessing was changed by name (--crop-pct, ...) is another run, and so
+    # is one recorded before preprocessing came from the weights (no record: other numbers).
+    pre = backbone.get("preprocessing")
+    by_protocol = {"image_size", *((scenario.get("protocol") or {}).get("preprocessing") or {})}
+    if pre is None or set(pre.get("overrides", ())) - by_protocol:
+        return False
     # A run at another input size (--image-size) is another run.
     protocol_size = (scenario.get("protocol") or {}).get("image_size")
     return protocol_size is None or backbone.get("image_size") in (None, protocol_size)

@@ -42,6 +42,11 @@ class RunSpec:
     seed: int = 1993
     weights: str | None = None
     image_size: int | None = None
+    #: Preprocessing overrides by name (None: the weights' own; see clbench.backbones.preprocessing).
+    crop_pct: float | None = None
+    normalization: str | None = None
+    resize_mode: str | None = None
+    interpolation: str | None = None
     method_options: dict[str, Any] = field(default_factory=dict)
     scenario_options: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
@@ -92,6 +97,21 @@ def build_scenario(
     return scenario
 
 
+def preprocessing_overrides(spec: RunSpec, protocol: dict[str, Any]) -> dict[str, Any]:
+    """What the run changes in the backbone's preprocessing: the run's own options first,
+    then the scenario protocol's (its ``image_size`` and ``preprocessing`` table)."""
+    from_protocol = dict(protocol.get("preprocessing") or {})
+    from_protocol.setdefault("image_size", protocol.get("image_size"))
+    asked = {
+        "image_size": spec.image_size,
+        "crop_pct": spec.crop_pct,
+        "normalization": spec.normalization,
+        "resize": spec.resize_mode,
+        "interpolation": spec.interpolation,
+    }
+    return {k: v if v is not None else from_protocol.get(k) for k, v in asked.items()}
+
+
 def prepare(spec: RunSpec, cache: FeatureCache | None = None):
     """Build scenario, backbone, learner and context for ``spec`` (no learning yet).
 
@@ -102,9 +122,10 @@ def prepare(spec: RunSpec, cache: FeatureCache | None = None):
     learner = create_method(spec.method, **spec.method_options)  # validates options first
     scenario = build_scenario(spec.scenario, spec.scenario_options, spec.data_root)
     check_compatible(learner, scenario, spec.method)
-    image_size = spec.image_size or scenario.protocol.get("image_size")
     backbone_name = spec.backbone or scenario.default_backbone or DEFAULT_BACKBONE
-    backbone = build_backbone(backbone_name, spec.weights, image_size)
+    backbone = build_backbone(
+        backbone_name, spec.weights, **preprocessing_overrides(spec, scenario.protocol)
+    )
     device = resolve_device(spec.device)
     ctx = RunContext(
         backbone=backbone.to(device),
@@ -175,6 +196,7 @@ def build_result(
                 "weights_id": ctx.backbone.weights_id,
                 "image_size": ctx.backbone.image_size,
                 "cache_id": ctx.backbone.cache_id,
+                "preprocessing": ctx.backbone.preprocessing.to_dict(),
             },
             "batch_size": spec.batch_size,
             "device": str(ctx.device),

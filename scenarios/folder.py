@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clbench.backbones.preprocessing import Preprocessing
 from clbench.data import FileLoader, LabelledData, Samples
 from clbench.errors import DataMissingError
 from clbench.registry import register_scenario
@@ -97,8 +98,18 @@ def folder_cil(
     shuffle: bool = True,
     test_fraction: float = 0.2,
     image_size: int | None = None,
+    crop_pct: float | None = None,
+    normalization: str | None = None,
+    resize_mode: str | None = None,
+    interpolation: str | None = None,
 ) -> Scenario:
-    """Your own ImageFolder data (--set scenario.root=PATH), class-incremental B/Inc, seed-1993 order."""
+    """Your own ImageFolder data (--set scenario.root=PATH), class-incremental B/Inc, seed-1993 order.
+
+    ``image_size``, ``crop_pct``, ``normalization``, ``resize_mode`` and
+    ``interpolation`` pin the backbone's test-time pipeline for this data, e.g.
+    to feed images exactly as a reference implementation does (PILOT: resize
+    256, centre-crop 224, bicubic, ``normalization=none``).
+    """
     if not root:
         raise DataMissingError(
             "the folder scenario needs a data folder",
@@ -108,6 +119,17 @@ def folder_cil(
     protocol = {"root": str(Path(root).expanduser().resolve())}
     if image_size:
         protocol["image_size"] = image_size
+    pinned = {
+        "crop_pct": crop_pct,
+        "normalization": normalization,
+        "resize": resize_mode,
+        "interpolation": interpolation,
+    }
+    pinned = {k: v for k, v in pinned.items() if v is not None}
+    if pinned:
+        # Validated now, not at the first image: a typo fails before any work is done.
+        Preprocessing(image_size or 224).override(**pinned)
+        protocol["preprocessing"] = pinned
     return class_incremental(
         data,
         "folder",

@@ -53,7 +53,12 @@ def fake_result(
                 "name": scenario,
                 "protocol": protocol or {"init_cls": 2, "increment": 2, "image_size": 112},
             },
-            "backbone": {"spec": backbone, "weights": None, "image_size": 112},
+            "backbone": {
+                "spec": backbone,
+                "weights": None,
+                "image_size": 112,
+                "preprocessing": {"image_size": 112, "overrides": ["image_size"]},
+            },
         },
         manifest={
             "created_at": created_at,

@@ -45,6 +45,10 @@ def test_help_explains_every_run_option():
         "--json",
         "--data-root",
         "--results-dir",
+        "--crop-pct",
+        "--normalization",
+        "--resize-mode",
+        "--interpolation",
     ):
         assert option in out
     assert "run" in clbench("--help").stdout
@@ -73,6 +77,8 @@ def test_list_shows_the_registries():
         (["--backbone", "resnet-9000"], "unknown backbone 'resnet-9000'"),
         (["--set", "scenario.num_tasks=200"], "cannot split 87 classes into 200 tasks"),
         (["--set", "k"], "is not key=value"),
+        (["--crop-pct", "1.5"], "crop fraction must be in (0, 1]"),
+        (["--normalization", "imagenett"], "unknown normalization"),
         (
             ["--scenario", "folder", "--set", "scenario.root=/nonexistent/data"],
             "image folder not found",

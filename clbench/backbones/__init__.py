@@ -8,16 +8,15 @@ keys the feature cache, so features of different weights never mix.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
 
 from clbench._compat import ensure_torchvision_importable
+from clbench.backbones.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 ensure_torchvision_importable()
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Backbone(nn.Module):
@@ -25,7 +24,10 @@ class Backbone(nn.Module):
 
     ``model`` is the underlying network (a timm model for most backbones), exposed
     so that parameter-efficient modules can be attached to it; ``embed`` returns
-    the pooled, pre-classifier embedding.
+    the pooled, pre-classifier embedding. ``preprocessing`` is what the weights
+    were pretrained with (see ``clbench.backbones.preprocessing``); the loose
+    ``image_size``/``mean``/``std``/``crop_pct`` arguments build one for
+    backbones without a pretraining config (tests, probes).
     """
 
     def __init__(
@@ -35,20 +37,22 @@ class Backbone(nn.Module):
         name: str,
         weights_id: str,
         feature_dim: int,
-        image_size: int,
+        image_size: int | None = None,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
         crop_pct: float = 1.0,
+        preprocessing: Preprocessing | None = None,
     ) -> None:
         super().__init__()
+        if preprocessing is None:
+            if image_size is None:
+                raise ValueError("a Backbone needs preprocessing or image_size")
+            preprocessing = Preprocessing(image_size, crop_pct, mean=mean, std=std)
         self.model = model
         self.name = name
         self.weights_id = weights_id
         self.feature_dim = feature_dim
-        self.image_size = image_size
-        self.mean = tuple(mean)
-        self.std = tuple(std)
-        self.crop_pct = crop_pct
+        self.preprocessing = preprocessing
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         model = self.model
@@ -58,8 +62,24 @@ class Backbone(nn.Module):
         return self.embed(images)
 
     @property
+    def image_size(self) -> int:
+        return self.preprocessing.image_size
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.preprocessing.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.preprocessing.std
+
+    @property
+    def crop_pct(self) -> float:
+        return self.preprocessing.crop_pct
+
+    @property
     def transform_id(self) -> str:
-        return f"eval-{self.image_size}-crop{self.crop_pct:g}-bicubic"
+        return self.preprocessing.transform_id
 
     @property
     def cache_id(self) -> str:
@@ -68,28 +88,7 @@ class Backbone(nn.Module):
 
     def transform(self, train: bool = False):
         """PIL image -> normalised tensor. ``train`` adds the usual light augmentation."""
-        from torchvision import transforms as T
-
-        size = self.image_size
-        normalize = [T.ToTensor(), T.Normalize(self.mean, self.std)]
-        if train:
-            return T.Compose(
-                [
-                    T.RandomResizedCrop(
-                        size, scale=(0.6, 1.0), interpolation=T.InterpolationMode.BICUBIC
-                    ),
-                    T.RandomHorizontalFlip(),
-                    *normalize,
-                ]
-            )
-        resize = int(round(size / self.crop_pct))
-        return T.Compose(
-            [
-                T.Resize(resize, interpolation=T.InterpolationMode.BICUBIC),
-                T.CenterCrop(size),
-                *normalize,
-            ]
-        )
+        return self.preprocessing.transform(train)
 
     def fresh_copy(self) -> Backbone:
         """An independent copy (for methods that adapt the network)."""
@@ -103,9 +102,17 @@ def parse_backbone_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def build_backbone(
-    spec: str, weights: str | None = None, image_size: int | None = None
+    spec: str,
+    weights: str | None = None,
+    image_size: int | None = None,
+    **preprocessing: Any,
 ) -> Backbone:
-    """Create the backbone a CLI spec names (registry name, optionally ``:model``)."""
+    """Create the backbone a CLI spec names (registry name, optionally ``:model``).
+
+    ``image_size`` goes to the factory (a ViT's position grid depends on it) and
+    keeps the weights' crop fraction; ``preprocessing`` overrides the rest by
+    name (``crop_pct``, ``normalization``, ``resize``, ``interpolation``).
+    """
     from clbench.registry import create_backbone
 
     name, kwargs = parse_backbone_spec(spec)
@@ -113,4 +120,6 @@ def build_backbone(
         kwargs["weights"] = weights
     if image_size is not None:
         kwargs["image_size"] = image_size
-    return create_backbone(name, **kwargs)
+    backbone = create_backbone(name, **kwargs)
+    backbone.preprocessing = backbone.preprocessing.override(**preprocessing)
+    return backbone

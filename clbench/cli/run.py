@@ -39,7 +39,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--image-size",
         type=int,
         default=None,
-        help="input resolution (default: the scenario's, else the backbone's)",
+        help="input resolution (default: the scenario's, else the backbone's); keeps the crop fraction",
+    )
+    p.add_argument(
+        "--crop-pct",
+        type=float,
+        default=None,
+        help="centre-crop fraction: resize to size/CROP, crop size (default: the weights' own)",
+    )
+    p.add_argument(
+        "--normalization",
+        default=None,
+        help="pretrained (default), imagenet, inception, clip, none, or MEAN/STD as r,g,b/r,g,b",
+    )
+    p.add_argument(
+        "--resize-mode",
+        default=None,
+        help="shorter (resize the shorter side, default) or squash (both sides, aspect ignored)",
+    )
+    p.add_argument(
+        "--interpolation",
+        default=None,
+        help="bicubic, bilinear or nearest (default: the weights' own)",
     )
     p.add_argument("--seed", type=int, default=None, help="random seed of the run (default 1993)")
     p.add_argument(
@@ -97,6 +118,10 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         seed=pick("seed", 1993),
         weights=pick("weights", None),
         image_size=pick("image_size", None),
+        crop_pct=pick("crop_pct", None),
+        normalization=pick("normalization", None),
+        resize_mode=pick("resize_mode", None),
+        interpolation=pick("interpolation", None),
         method_options=method_opts,
         scenario_options=scenario_opts,
         device=pick("device", "auto"),

@@ -1,0 +1,166 @@
+"""Write clbench's offline data and backbone in the form a reference repository reads.
+
+Data: an emoji split as an ImageFolder tree ``ROOT/train/<id>/`` and
+``ROOT/test/<id>/``, class folders named by clbench's class id (zero-padded,
+so the sorted folder order *is* the id order and the seed-1993 permutation
+both sides draw lands on the same classes). Images are written as RGB PNGs
+exactly as clbench's loader delivers them (alpha composited on white): a
+reference's ``Image.convert("RGB")`` would otherwise drop the alpha channel
+and see black where clbench sees white.
+
+Backbone: the clbench network (``Backbone.model``, weights from clbench's
+cache) traced to TorchScript, so the reference runs the very same computation
+without clbench's timm (PILOT needs timm 0.6); the traced call equals
+clbench's ``Backbone.embed``, checked at export.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+def export_emoji(
+    root: Path, scenario: str = "emoji-cil", vendor: str | None = None
+) -> dict[str, object]:
+    """The emoji images of ``scenario`` (its full train/test split) under ``root``."""
+    from clbench.scenarios.emoji import read_emoji
+
+    data = read_emoji(vendor or "google", 6, False)
+    meta_path = root / "clbench-export.json"
+    if meta_path.exists():
+        return json.loads(meta_path.read_text())
+    width = len(str(len(data.class_names) - 1))
+    for part, samples in (("train", data.train), ("test", data.test)):
+        for index, (key, label) in enumerate(zip(samples.keys, samples.labels, strict=True)):
+            folder = root / part / f"{int(label):0{width}d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            samples.loader(key).save(folder / f"{index:05d}.png")
+    meta = {
+        "scenario": scenario,
+        "source": data.train.source,
+        "classes": list(data.class_names),
+        "train": len(data.train.keys),
+        "test": len(data.test.keys),
+    }
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def export_backbone(spec: str, path: Path, image_size: int = 224) -> dict[str, object]:
+    """Save the clbench backbone ``spec`` (its network) for the reference to load."""
+    from clbench.backbones import build_backbone
+
+    backbone = build_backbone(spec, image_size=image_size).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probe = torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+
+    class Embed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = backbone
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.backbone.embed(x)
+
+    with torch.no_grad():
+        traced = torch.jit.trace(Embed().eval(), probe)
+        traced.save(str(path))
+        other = torch.rand(3, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
+        same = torch.allclose(torch.jit.load(str(path))(other), backbone.embed(other), atol=1e-5)
+    if not same:  # the reference calls the traced module: it must be clbench's embedding
+        raise RuntimeError(f"{spec}: the traced network differs from Backbone.embed")
+    return {"spec": spec, "file": str(path), "feature_dim": backbone.feature_dim}
+
+
+def export_stream(
+    root: Path, parts: list[tuple[object, list[int], int | None, int | None]]
+) -> dict:
+    """Several datasets' classes as one ImageFolder tree, class ids in the order given.
+
+    ``parts`` holds (LabelledData, its class ids to take, train cap, test cap per
+    class); the caps keep the first images of each class (in the reader's order).
+    Used for shifted streams (emoji, then Fashion-MNIST) run unshuffled.
+    """
+    meta_path = root / "clbench-export.json"
+    if meta_path.exists():
+        return json.loads(meta_path.read_text())
+    names, counts = [], {"train": 0, "test": 0}
+    for data, classes, train_cap, test_cap in parts:
+        for cls in classes:
+            folder_id = len(names)
+            names.append(f"{data.name}:{data.class_names[cls]}")
+            for part, samples, cap in (
+                ("train", data.train, train_cap),
+                ("test", data.test, test_cap),
+            ):
+                keys = [
+                    k for k, y in zip(samples.keys, samples.labels, strict=True) if int(y) == cls
+                ]
+                folder = root / part / f"{folder_id:02d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                for index, key in enumerate(keys[:cap]):
+                    samples.loader(key).save(folder / f"{index:05d}.png")
+                    counts[part] += 1
+    meta = {"classes": names, **counts}
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def export_sema_vit(spec: str, path: Path, image_size: int) -> dict[str, object]:
+    """The DINOv2 weights in the layout of SEMA-CL's ``backbone/vit_sema.py`` ViT.
+
+    That ViT has separate q/k/v projections, ``fc1``/``fc2`` directly in the
+    block and no layer scale: qkv is split (as SEMA's own loader does for ViT-B)
+    and DINOv2's layer-scale gammas are folded into ``attn.proj`` and ``fc2``
+    (``g * (W x + b) = (g W) x + g b``, exact), so the reference's block computes
+    what timm's DINOv2 block computes, adapters added after the scaled MLP as
+    in clbench's ``AdaptedBlock``.
+    """
+    from clbench.backbones import build_backbone
+
+    backbone = build_backbone(spec, image_size=image_size)
+    model = backbone.model
+    dim = model.embed_dim
+    out = sema_layout(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, path)
+    return {
+        "spec": spec,
+        "file": str(path),
+        "feature_dim": backbone.feature_dim,
+        "vit": {
+            "patch_size": model.patch_embed.patch_size[0],
+            "embed_dim": dim,
+            "depth": len(model.blocks),
+            "num_heads": model.blocks[0].attn.num_heads,
+            "img_size": image_size,
+        },
+    }
+
+
+def sema_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A timm ViT's state dict renamed for SEMA-CL's ViT, qkv split, layer scale folded."""
+    dim = model.embed_dim
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    out = {}
+    for key, value in state.items():
+        if ".ls1." in key or ".ls2." in key:
+            continue
+        if key.endswith("attn.qkv.weight") or key.endswith("attn.qkv.bias"):
+            kind = key.rsplit(".", 1)[1]
+            prefix = key[: -len(f"qkv.{kind}")]
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.split(dim), strict=True):
+                out[f"{prefix}{name}.{kind}"] = part.contiguous()
+            continue
+        out[key.replace(".mlp.fc", ".fc")] = value
+    for i in range(len(model.blocks)):
+        for ls, target in (("ls1", "attn.proj"), ("ls2", "fc2")):
+            gamma = state.get(f"blocks.{i}.{ls}.gamma")
+            if gamma is None:
+                continue  # no layer scale in this ViT
+            out[f"blocks.{i}.{target}.weight"] = out[f"blocks.{i}.{target}.weight"] * gamma[:, None]
+            out[f"blocks.{i}.{target}.bias"] = out[f"blocks.{i}.{target}.bias"] * gamma
+    return out

@@ -1,0 +1,405 @@
+"""A reference implementation and clbench on the identical configuration, side by side.
+
+    .venv/bin/python benchmarks/fidelity/harness.py pilot --ref /work/refs/LAMDA-PILOT \\
+        --method simplecil --backbone efficientnet-lite0 --init-cls 9 --increment 9
+
+exports clbench's emoji-cil split as an ImageFolder tree and the backbone's
+network (export.py), runs the reference unmodified in its own environment
+(pilot_run.py, under ``nice -n 10``), then runs clbench's folder scenario on the
+same tree with the reference's data pipeline pinned (PILOT: resize 256
+bicubic, centre-crop 224, no normalisation), and prints both sides: per-step
+accuracy, Ā, last, forgetting, and the CPU seconds of each. See README.md in
+this folder for fetching the references (nothing fetched is committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+#: PILOT's test pipeline (utils/data.py build_transform): Resize(256, bicubic), CenterCrop(224),
+#: ToTensor, no Normalize.
+PILOT_PIPELINE = {
+    "image_size": 224,
+    "crop_pct": 224 / 256,
+    "normalization": "none",
+    "interpolation": "bicubic",
+    "resize_mode": "shorter",
+}
+
+
+def pilot_pipeline(image_size: int) -> dict:
+    """PILOT's rule at another size: resize int(256/224 * size), crop size."""
+    if image_size == 224:
+        return PILOT_PIPELINE
+    return {
+        **PILOT_PIPELINE,
+        "image_size": image_size,
+        "crop_pct": image_size / int(256 / 224 * image_size),
+    }
+
+
+#: clbench method -> PILOT config file.
+PILOT_CONFIGS = {"simplecil": "exps/simplecil.json", "aper": "exps/aper_adapter.json"}
+
+
+def nice_increment() -> str:
+    """What brings the reference to niceness 10 (the harness itself may already run niced)."""
+    return str(max(0, 10 - os.nice(0)))
+
+
+def child_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pilot_metrics(records: list[dict]) -> dict:
+    """Ā, last and forgetting exactly as PILOT's trainer prints them (its rounded values)."""
+    curve = [r["cnn"]["top1"] for r in records]
+    rows = [[v for k, v in r["cnn"]["grouped"].items() if "-" in k] for r in records]
+    n = len(rows)
+    table = np.zeros((n, n))
+    for i, row in enumerate(rows):
+        table[i, : len(row)] = row
+    table = table.T  # PILOT's trainer: rows = groups, columns = steps
+    forgetting = float(np.mean((table.max(axis=1) - table[:, -1])[:-1])) if n > 1 else 0.0
+    return {
+        "curve": curve,
+        "avg": float(np.mean(curve)),
+        "last": float(curve[-1]),
+        "forgetting": forgetting,
+    }
+
+
+def clbench_metrics(result) -> dict:
+    correct = np.array(
+        [[np.nan if v is None else v for v in row] for row in result.correct_matrix], float
+    )
+    counts = np.array(result.test_counts, float)
+    curve = [
+        100 * np.nansum(correct[t, : t + 1]) / counts[: t + 1].sum() for t in range(len(counts))
+    ]
+    return {
+        "curve": curve,
+        "avg": 100 * result.metrics["avg_acc_sample"],
+        "last": 100 * result.metrics["last_acc_sample"],
+        "forgetting": 100 * result.metrics["forgetting_pilot"],
+    }
+
+
+def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> dict:
+    cmd = [
+        "nice",
+        "-n",
+        nice_increment(),
+        str(a.ref_python),
+        str(HERE / "pilot_run.py"),
+        "--pilot",
+        str(a.ref),
+        "--clbench",
+        str(REPO),
+        "--data",
+        str(data),
+        "--backbone",
+        backbone["file"],
+        "--feature-dim",
+        str(backbone["feature_dim"]),
+        "--config",
+        PILOT_CONFIGS[a.method],
+        "--init-cls",
+        str(a.init_cls),
+        "--increment",
+        str(a.increment),
+        "--seed",
+        str(a.seed),
+        "--image-size",
+        str(a.image_size),
+        "--workdir",
+        str(a.work / "pilot-logs"),
+        "--out",
+        str(out),
+        *[f"--set={s}" for s in a.ref_set],
+    ]
+    before = child_cpu_seconds()
+    if not (out.exists() and a.reuse):
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
+    found = json.loads(out.read_text())
+    found["cpu_seconds_total"] = child_cpu_seconds() - before
+    return found
+
+
+def run_clbench(a: argparse.Namespace, data: Path, shuffle: bool = True):
+    import torch
+
+    from clbench.options import parse_sets
+    from clbench.runner import RunSpec, run
+
+    torch.set_num_threads(a.threads)
+    spec = RunSpec(
+        scenario="folder",
+        method=a.method,
+        backbone=a.backbone,
+        seed=a.seed,
+        method_options=parse_sets(a.clbench_set)[0],
+        scenario_options={
+            "root": str(data),
+            "init_cls": a.init_cls,
+            "increment": a.increment,
+            "seed": 1993,
+            "shuffle": shuffle,
+            **pilot_pipeline(a.image_size),
+        },
+        device="cpu",
+    )
+    began, cpu = time.perf_counter(), own_cpu_seconds()
+    with timed_fit(a.method) as phases:
+        result = run(spec)
+    result.extra["train_phases"] = phases
+    return result, time.perf_counter() - began, own_cpu_seconds() - cpu
+
+
+@contextlib.contextmanager
+def timed_fit(method: str):
+    """Time every ``clbench.training.fit`` call of the method's module, per optimiser step."""
+    import importlib
+
+    from clbench.registry import create_method
+
+    module = importlib.import_module(type(create_method(method)).__module__)
+    phases: list[dict] = []
+    own = getattr(module, "fit", None)
+    if own is None:
+        yield phases
+        return
+
+    def fit(params, batches, step, config, *args, **kwargs):
+        steps = [0]
+
+        def counted(batch):
+            steps[0] += 1
+            return step(batch)
+
+        began = time.perf_counter()
+        log = own(params, batches, counted, config, *args, **kwargs)
+        seconds = time.perf_counter() - began
+        phases.append(
+            {
+                "desc": kwargs.get("desc", ""),
+                "steps": steps[0],
+                "batch_size": config.batch_size,
+                "seconds_per_step": seconds / max(steps[0], 1),
+            }
+        )
+        return log
+
+    module.fit = fit
+    try:
+        yield phases
+    finally:
+        module.fit = own
+
+
+def compare(a: argparse.Namespace) -> dict:
+    from export import export_backbone, export_emoji
+
+    if a.subset_classes:
+        # The first N emoji-cil classes (all their images): a run small enough for a busy CPU.
+        from export import export_stream
+
+        from clbench.scenarios.emoji import read_emoji
+
+        data = a.work / "data" / f"emoji-cil-first{a.subset_classes}"
+        meta = export_stream(
+            data, [(read_emoji("google", 6, False), list(range(a.subset_classes)), None, None)]
+        )
+    else:
+        data = a.work / "data" / "emoji-cil"
+        meta = export_emoji(data)
+    backbone = export_backbone(
+        a.backbone, a.work / "backbones" / f"{a.backbone}-{a.image_size}.pt", a.image_size
+    )
+    tag = f"{a.method}-{a.backbone}-{a.image_size}px-{data.name}-b{a.init_cls}inc{a.increment}-s{a.seed}"
+    ref = run_pilot(a, data, backbone, a.work / "results" / f"pilot-{tag}.json")
+    ref_m = pilot_metrics(ref["tasks"])
+    result, wall, cpu = run_clbench(a, data)
+    ours = clbench_metrics(result)
+    report = {
+        "tag": tag,
+        "data": meta,
+        "backbone": backbone,
+        "pipeline": pilot_pipeline(a.image_size),
+        "reference": {
+            **ref_m,
+            "wall_seconds": ref["wall_seconds"],
+            "cpu_seconds": ref["cpu_seconds"],
+        },
+        "clbench": {**ours, "wall_seconds": wall, "cpu_seconds": cpu, "run_id": result.run_id},
+        "reference_tasks": ref["tasks"],
+        "clbench_preprocessing": result.config["backbone"]["preprocessing"],
+        "clbench_class_order": result.class_order,
+    }
+    (a.work / "results" / f"compare-{tag}.json").write_text(json.dumps(report, indent=1))
+    print_report(report)
+    return report
+
+
+def print_report(r: dict) -> None:
+    ref, ours = r["reference"], r["clbench"]
+    print(f"\n{r['tag']}: {r['data']['train']} train / {r['data']['test']} test images")
+    print(f"{'step':>4} {'PILOT':>8} {'clbench':>8} {'diff':>7}")
+    for t, (x, y) in enumerate(zip(ref["curve"], ours["curve"], strict=True)):
+        print(f"{t:>4} {x:8.2f} {y:8.2f} {y - x:+7.2f}")
+    for key in ("avg", "last", "forgetting"):
+        print(
+            f"{key:>10}: PILOT {ref[key]:6.2f}  clbench {ours[key]:6.2f}  diff {ours[key] - ref[key]:+.2f}"
+        )
+    print(
+        f"CPU seconds: PILOT {ref['cpu_seconds']:.0f} (wall {ref['wall_seconds']:.0f}), "
+        f"clbench {ours['cpu_seconds']:.0f} (wall {ours['wall_seconds']:.0f})"
+    )
+
+
+def compare_sema(a: argparse.Namespace) -> dict:
+    """SEMA's expansion decisions, SEMA-CL vs clbench, on emoji then Fashion-MNIST (unshuffled)."""
+    from export import export_sema_vit, export_stream
+
+    from clbench.scenarios.emoji import read_emoji
+    from clbench.scenarios.readers.fashion_mnist import read_fashion_mnist
+
+    data = a.work / "data" / f"emoji{a.emoji_classes}-fashion10x{a.fashion_per_class}"
+    meta = export_stream(
+        data,
+        [
+            (read_emoji("google", 6, False), list(range(a.emoji_classes)), None, None),
+            (read_fashion_mnist(), list(range(10)), a.fashion_per_class, a.fashion_per_class),
+        ],
+    )
+    vit = export_sema_vit(
+        "dinov2-vits14:final",
+        a.work / "backbones" / f"sema-dinov2-final-{a.image_size}.pt",
+        a.image_size,
+    )
+    tag = f"sema-dinov2-final-{a.image_size}px-e{a.epochs}-{data.name}-s{a.seed}"
+    out = a.work / "results" / f"semacl-{tag}.json"
+    cmd = [
+        "nice", "-n", nice_increment(), str(a.ref_python), str(HERE / "pilot_run.py"),
+        "--pilot", str(a.ref), "--clbench", str(REPO), "--data", str(data),
+        "--backbone", "-", "--feature-dim", str(vit["feature_dim"]),
+        "--config", "exps/sema_inr_10task.json", "--init-cls", str(a.emoji_classes), "--increment", "10",
+        "--seed", str(a.seed), "--image-size", str(a.image_size),
+        "--workdir", str(a.work / "sema-logs"), "--out", str(out),
+        "--vit-state", vit["file"], "--vit", json.dumps(vit["vit"]),
+        "--set", "shuffle=false", "--set", f"func_epoch={a.epochs}", "--set", f"rd_epoch={a.epochs}",
+    ]  # fmt: skip
+    before = child_cpu_seconds()
+    if not (out.exists() and a.reuse):
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
+    ref = json.loads(out.read_text())
+    ref_cpu = child_cpu_seconds() - before
+    a.method, a.backbone, a.init_cls, a.increment = (
+        "sema",
+        "dinov2-vits14:final",
+        a.emoji_classes,
+        10,
+    )
+    a.clbench_set = [
+        f"train.epochs={a.epochs}", f"descriptor_epochs={a.epochs}", "adapter_scale=1", "dropout=0",
+        "descriptor_dim=128", "train.batch_size=32", "detect_batch_size=128", "buffer_size=500",
+        "expansion_threshold=2", "expand_layers=3", "train.lr=0.005", "descriptor_lr=0.01",
+    ]  # fmt: skip
+    result, wall, cpu = run_clbench(a, data, shuffle=False)
+    report = {
+        "tag": tag,
+        "data": meta,
+        "reference": {
+            **pilot_metrics(ref["tasks"]),
+            "z": ref["sema"]["z"],
+            "added": ref["sema"]["added"],
+            "train_phases": ref["sema"]["train_phases"],
+            "cpu_seconds": ref["cpu_seconds"],
+            "cpu_seconds_total": ref_cpu,
+        },
+        "clbench": {
+            **clbench_metrics(result),
+            **result.extra,
+            "cpu_seconds": cpu,
+            "wall_seconds": wall,
+            "timings": result.timings,
+        },
+    }
+    (a.work / "results" / f"compare-{tag}.json").write_text(json.dumps(report, indent=1))
+    print_sema(report)
+    return report
+
+
+def print_sema(r: dict) -> None:
+    ref, ours = r["reference"], r["clbench"]
+    print(f"\n{r['tag']}: {r['data']['train']} train / {r['data']['test']} test images")
+    print("reference (SEMA-CL) highest batch-mean |z| (min over adapters) per task and layer:")
+    highest: dict = {}
+    for e in ref["z"]:
+        key = (e["task"], e["layer"])
+        highest[key] = max(highest.get(key, 0.0), e["min"])
+    for (task, layer), z in sorted(highest.items()):
+        print(f"  task {task} block {layer}: {z:.3f}")
+    print(f"  expansions: {ref['added']}")
+    print("clbench highest z per scan:")
+    for d in ours.get("expansion_decisions", []):
+        print(
+            f"  task {d['task']} scan {d['scan']}: {d['highest_z']} -> expands {d['expanded_layer']}"
+        )
+    for key in ("avg", "last", "forgetting"):
+        print(f"{key:>10}: SEMA-CL {ref[key]:6.2f}  clbench {ours[key]:6.2f}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("reference", choices=["pilot", "sema"])
+    p.add_argument("--ref", type=Path, required=True, help="the fetched reference checkout")
+    p.add_argument("--ref-python", type=Path, default=Path("/work/refs/venv/bin/python"))
+    p.add_argument("--method", default="simplecil", choices=sorted(PILOT_CONFIGS))
+    p.add_argument("--epochs", type=int, default=2, help="sema: func_epoch = rd_epoch")
+    p.add_argument("--fashion-per-class", type=int, default=10)
+    p.add_argument("--emoji-classes", type=int, default=10)
+    p.add_argument("--subset-classes", type=int, default=0, help="pilot: first N emoji-cil classes")
+    p.add_argument(
+        "--reuse", action="store_true", help="reuse a finished reference run (rerun clbench only)"
+    )
+    p.add_argument("--backbone", default="efficientnet-lite0")
+    p.add_argument("--init-cls", type=int, default=9)
+    p.add_argument("--increment", type=int, default=9)
+    p.add_argument("--seed", type=int, default=1993)
+    p.add_argument(
+        "--image-size", type=int, default=224, help="PILOT fixes 224; smaller keeps its rule"
+    )
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", type=Path, default=Path("/work/refs/fidelity"))
+    p.add_argument("--ref-set", action="append", default=[], help="reference config KEY=VALUE")
+    p.add_argument("--clbench-set", action="append", default=[], help="clbench method KEY=VALUE")
+    a = p.parse_args()
+    if not (a.ref / "trainer.py").is_file():
+        sys.exit(f"{a.ref} is not a PILOT-style checkout; see benchmarks/fidelity/README.md")
+    (a.work / "results").mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(HERE))
+    compare_sema(a) if a.reference == "sema" else compare(a)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,372 @@
+"""Run LAMDA-PILOT unmodified on clbench's exported data and backbone (reference venv).
+
+Everything is adapted from outside, before PILOT's own ``trainer.train`` runs:
+
+- dataset ``clbench-folder``: an ``iData`` built like PILOT's own ``iImageNetR``
+  (ImageFolder train/ and test/, PILOT's ``build_transform``, ``use_path``),
+  registered by wrapping ``utils.data_manager._get_idata``;
+- backbone type ``clbench``: the exported clbench network, registered by
+  wrapping ``utils.inc_net.get_backbone`` (``out_dim`` set as PILOT's factory
+  does for its ViTs);
+- device ``[-1]`` (CPU, PILOT's own convention) and the module-level
+  ``num_workers`` of the method's file set to 0;
+- ``BaseLearner.eval_task`` and ``incremental_train`` wrapped to record what
+  they return and how long they take; PILOT computes every accuracy itself.
+
+Usage (from the harness, not by hand):
+    python pilot_run.py --pilot /work/refs/LAMDA-PILOT --data ROOT --backbone FILE
+        --feature-dim 1280 --config exps/simplecil.json --init-cls 9 --increment 9
+        --seed 1993 --out result.json [--set tuned_epoch=1 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--pilot", required=True, type=Path)
+    p.add_argument("--clbench", required=True, type=Path, help="clbench repo (torchvision shim)")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--backbone", required=True, type=Path)
+    p.add_argument("--feature-dim", required=True, type=int)
+    p.add_argument("--config", required=True)
+    p.add_argument("--init-cls", required=True, type=int)
+    p.add_argument("--increment", required=True, type=int)
+    p.add_argument("--seed", type=int, default=1993)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--workdir", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--set", dest="sets", action="append", default=[])
+    p.add_argument("--vit-state", type=Path, help="SEMA-CL: ViT weights in vit_sema's layout")
+    p.add_argument("--vit", type=json.loads, help="SEMA-CL: the ViT's shape (JSON)")
+    a = p.parse_args()
+
+    sys.path.insert(0, str(a.pilot))
+    sys.path.append(str(a.clbench))
+    # The CPU torch lacks torchvision's native ops; clbench's shim declares them (environment only).
+    from clbench._compat import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+    import models.base as base
+    import numpy as np
+    import torch
+    import trainer
+    import utils.data as pdata
+    import utils.data_manager as dm
+    import utils.inc_net as inc_net
+    from torchvision import datasets
+    from utils.toolkit import split_images_labels
+
+    args = json.loads((a.pilot / a.config).read_text())
+    num_classes = len([d for d in (a.data / "train").iterdir() if d.is_dir()])
+
+    class ClbenchFolder(pdata.iData):
+        """Built exactly like PILOT's iImageNetR, on the exported tree."""
+
+        def __init__(self, run_args):
+            super().__init__()
+            self.use_path = True
+            if a.image_size != 224:
+                # PILOT's build_transform fixes 224 px; a smaller run keeps its rule
+                # (resize 256/224 * size, bicubic, centre crop, ToTensor, no Normalize).
+                from torchvision import transforms as T
+
+                size = a.image_size
+                self.train_trsf = [
+                    T.RandomResizedCrop(size, scale=(0.05, 1.0), ratio=(3 / 4, 4 / 3)),
+                    T.RandomHorizontalFlip(p=0.5),
+                    T.ToTensor(),
+                ]
+                self.test_trsf = [
+                    T.Resize(int((256 / 224) * size), interpolation=T.InterpolationMode.BICUBIC),
+                    T.CenterCrop(size),
+                    T.ToTensor(),
+                ]
+            elif run_args["model_name"] == "coda_prompt":
+                self.train_trsf = pdata.build_transform_coda_prompt(True, run_args)
+                self.test_trsf = pdata.build_transform_coda_prompt(False, run_args)
+            else:
+                self.train_trsf = pdata.build_transform(True, run_args)
+                self.test_trsf = pdata.build_transform(False, run_args)
+            self.common_trsf = []
+            self.class_order = np.arange(num_classes).tolist()
+
+        def download_data(self):
+            train = datasets.ImageFolder(str(a.data / "train"))
+            test = datasets.ImageFolder(str(a.data / "test"))
+            self.train_data, self.train_targets = split_images_labels(train.imgs)
+            self.test_data, self.test_targets = split_images_labels(test.imgs)
+
+    own_idata = dm._get_idata
+    dm._get_idata = lambda name, run_args=None: (
+        ClbenchFolder(run_args) if name == "clbench-folder" else own_idata(name, run_args)
+    )
+    own_backbone = inc_net.get_backbone
+
+    def get_backbone(run_args, pretrained=False):
+        if run_args["backbone_type"] != "clbench":
+            return own_backbone(run_args, pretrained)
+        return Exported(torch.jit.load(str(a.backbone), map_location="cpu"), a.feature_dim)
+
+    inc_net.get_backbone = get_backbone
+    if a.vit_state:
+        register_sema(a, inc_net, own_backbone)
+
+    class Exported(torch.nn.Module):
+        """The traced clbench network with the ``out_dim`` PILOT's nets read."""
+
+        def __init__(self, net, out_dim: int) -> None:
+            super().__init__()
+            self.net, self.out_dim = net, out_dim
+
+        def forward(self, x):
+            return self.net(x)
+
+    records: list[dict] = []
+    own_eval, own_train = base.BaseLearner.eval_task, None
+
+    def eval_task(self):
+        began = time.perf_counter()
+        cnn, nme = own_eval(self)
+        records[-1].update(
+            cnn=_plain(cnn), nme=_plain(nme), eval_seconds=time.perf_counter() - began
+        )
+        return cnn, nme
+
+    base.BaseLearner.eval_task = eval_task
+    from utils import factory
+
+    learner_module = __import__(f"models.{args['model_name']}", fromlist=["Learner"])
+    if hasattr(learner_module, "num_workers"):
+        learner_module.num_workers = 0
+    own_train = learner_module.Learner.incremental_train
+
+    def incremental_train(self, data_manager):
+        began, cpu = time.perf_counter(), cpu_seconds()
+        own_train(self, data_manager)
+        records.append(
+            {
+                "task": self._cur_task,
+                "known_classes": self._known_classes,
+                "total_classes": self._total_classes,
+                "learn_seconds": time.perf_counter() - began,
+                "learn_cpu_seconds": cpu_seconds() - cpu,
+            }
+        )
+
+    learner_module.Learner.incremental_train = incremental_train
+    assert factory.get_model  # PILOT's own factory picks the (wrapped) Learner
+
+    args.update(
+        dataset="clbench-folder",
+        backbone_type="clbench",
+        init_cls=a.init_cls,
+        increment=a.increment,
+        seed=[a.seed],
+        device=[-1],
+        print_forget=True,
+    )
+    for item in a.sets:
+        key, _, value = item.partition("=")
+        args[key] = parse_value(value)
+    a.workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(a.workdir)  # PILOT writes logs/ under the working directory
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    # The setting clbench's runner makes: denormals (DINOv2's small layer-scale products)
+    # make CPU ViTs several times slower and change no reported digit.
+    torch.set_flush_denormal(True)
+    began, cpu = time.perf_counter(), cpu_seconds()
+    trainer.train(args)
+    out = {
+        "reference": a.pilot.name,
+        "sema": SEMA_LOG,
+        "config": {k: v for k, v in args.items() if k != "device"},
+        "tasks": records,
+        "wall_seconds": time.perf_counter() - began,
+        "cpu_seconds": cpu_seconds() - cpu,
+    }
+    a.out.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+SEMA_LOG: dict = {"z": [], "added": [], "train_phases": []}
+
+
+def register_sema(a, inc_net, own_backbone) -> None:
+    """SEMA-CL on a ViT-S: the adaptations it needs from outside, each for one hard-coded line.
+
+    - ``backbone/sema_block.py`` builds routers with ``.cuda()``: on a CPU-only
+      torch ``Module.cuda`` becomes the identity (device CPU, nothing else).
+    - ``utils/inc_net.py`` only builds ViT-B/16 (``d_model=768``): backbone type
+      ``clbench`` builds SEMA's own ``VisionTransformer`` with the exported
+      shape and the same tuning config (``d_model`` = the ViT's width), loads
+      the exported weights and freezes what they cover, as SEMA's loader does.
+    - ``models/sema.py`` creates its head as ``nn.Linear(768, nb_classes)``: the
+      module's ``nn`` is given a ``Linear`` that reads 768 as the ViT's width.
+    The wrappers below only record z-scores, expansions and phase timings.
+    """
+    import types
+    from functools import partial
+
+    import backbone.sema_block as sema_block
+    import backbone.vit_sema as vit_sema
+    import models.sema as sema
+    import torch
+    from easydict import EasyDict
+
+    if not torch.cuda.is_available():
+        torch.nn.Module.cuda = lambda self, device=None: self
+    width = a.vit["embed_dim"]
+
+    def get_backbone(run_args, pretrained=False):
+        if run_args["backbone_type"] != "clbench":
+            return own_backbone(run_args, pretrained)
+        tuning = EasyDict(
+            ffn_adapt=True,
+            ffn_option="parallel",
+            ffn_adapter_layernorm_option="none",
+            ffn_adapter_init_option="lora",
+            ffn_adapter_scalar="0.1",
+            ffn_num=run_args["ffn_num"],
+            ffn_adapter_type=run_args["ffn_adapter_type"],
+            d_model=width,
+            vpt_on=False,
+            vpt_num=0,
+            exp_threshold=run_args["exp_threshold"],
+            adapt_start_layer=run_args["adapt_start_layer"],
+            adapt_end_layer=run_args["adapt_end_layer"],
+            rd_dim=run_args["rd_dim"],
+            buffer_size=run_args["buffer_size"],
+        )
+        model = vit_sema.VisionTransformer(
+            patch_size=a.vit["patch_size"],
+            embed_dim=width,
+            depth=a.vit["depth"],
+            num_heads=a.vit["num_heads"],
+            img_size=a.vit["img_size"],
+            mlp_ratio=4,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_classes=0,
+            global_pool=False,
+            drop_path_rate=0.0,
+            tuning_config=tuning,
+        )
+        msg = model.load_state_dict(torch.load(a.vit_state), strict=False)
+        assert not msg.unexpected_keys, msg.unexpected_keys
+        assert all("adapter" in k for k in msg.missing_keys), msg.missing_keys
+        for name, param in model.named_parameters():
+            param.requires_grad = name in msg.missing_keys
+        model.out_dim = width
+        return model.eval()
+
+    inc_net.get_backbone = get_backbone
+
+    def linear(in_features, out_features, *args, **kwargs):
+        return torch.nn.Linear(
+            width if in_features == 768 else in_features, out_features, *args, **kwargs
+        )
+
+    shim = types.SimpleNamespace(
+        **{k: getattr(torch.nn, k) for k in dir(torch.nn) if not k.startswith("_")}
+    )
+    shim.Linear = linear
+    sema.nn = shim
+
+    state = {"task": -1}
+    own_forward = sema_block.SEMAModules.forward
+
+    def forward(self, x):
+        watching = (
+            self.detecting_outlier
+            and not self.added_for_task
+            and self.adapt_start_layer <= self.layer_id <= self.adapt_end_layer
+        )
+        if watching:
+            with torch.no_grad():
+                z = [
+                    float(ad.get_z_score_deviation(ad.rd.compute_reconstruction_loss(x)).mean())
+                    for ad in self.adapters
+                ]
+            SEMA_LOG["z"].append(
+                {
+                    "task": state["task"],
+                    "layer": self.layer_id,
+                    "z": z,
+                    "min": min(z),
+                    "batch": len(x),
+                }
+            )
+        out = own_forward(self, x)
+        if watching and out.get("added"):
+            SEMA_LOG["added"].append({"task": state["task"], "layer": self.layer_id, "z": min(z)})
+        return out
+
+    sema_block.SEMAModules.forward = forward
+    own_incremental, own_init_train = sema.Learner.incremental_train, sema.Learner._init_train
+    own_accuracy = sema.Learner._compute_accuracy
+
+    def incremental_train(self, data_manager):
+        state["task"] = self._cur_task + 1
+        return own_incremental(self, data_manager)
+
+    def compute_accuracy(self, model, loader):
+        began = time.perf_counter()
+        out = own_accuracy(self, model, loader)
+        state["eval"] = state.get("eval", 0.0) + time.perf_counter() - began
+        return out
+
+    def init_train(
+        self, total_epoch, train_loader, test_loader, optimizer, scheduler, phase="func"
+    ):
+        state["eval"], began = 0.0, time.perf_counter()
+        own_init_train(self, total_epoch, train_loader, test_loader, optimizer, scheduler, phase)
+        train_seconds = time.perf_counter() - began - state["eval"]
+        steps = total_epoch * len(train_loader)
+        SEMA_LOG["train_phases"].append(
+            {
+                "task": state["task"],
+                "phase": phase,
+                "steps": steps,
+                "batch_size": train_loader.batch_size,
+                "seconds_per_step": train_seconds / max(steps, 1),
+            }
+        )
+
+    sema.Learner.incremental_train = incremental_train
+    sema.Learner._init_train = init_train
+    sema.Learner._compute_accuracy = compute_accuracy
+
+
+def _plain(value):
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

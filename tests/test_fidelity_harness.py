@@ -1,0 +1,85 @@
+"""The fidelity harness's own computations: PILOT's metrics and the SEMA weight layout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clbench import metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity"))
+
+from export import sema_layout  # noqa: E402
+from harness import pilot_metrics, pilot_pipeline  # noqa: E402
+
+
+def test_pilot_metrics_match_clbench_conventions():
+    # Correct counts after each step (rows) per task (columns), 3 tasks of 10/20/30 samples.
+    correct = np.array([[8, -1, -1], [6, 18, -1], [5, 15, 27]])
+    counts = np.array([10, 20, 30])
+    records = []
+    for t in range(3):
+        seen = counts[: t + 1]
+        total = 100 * correct[t, : t + 1].sum() / seen.sum()
+        grouped = {
+            f"{10 * i:02d}-{10 * i + 9:02d}": 100 * correct[t, i] / counts[i] for i in range(t + 1)
+        }
+        records.append({"cnn": {"top1": round(total, 2), "grouped": {"total": total, **grouped}}})
+    ref = pilot_metrics(records)
+    summary = metrics.summarize(correct.clip(min=0), counts)
+    assert abs(ref["avg"] - 100 * summary["avg_acc_sample"]) < 0.01
+    assert abs(ref["last"] - 100 * summary["last_acc_sample"]) < 0.01
+    assert abs(ref["forgetting"] - 100 * summary["forgetting_pilot"]) < 1e-6
+
+
+def test_pilot_pipeline_keeps_its_resize_rule():
+    assert pilot_pipeline(224)["crop_pct"] == 0.875
+    small = pilot_pipeline(112)
+    assert small["image_size"] == 112 and 112 / small["crop_pct"] == 128
+    assert small["normalization"] == "none"
+
+
+def test_sema_layout_folds_layer_scale_exactly():
+    import timm
+
+    torch.manual_seed(0)
+    vit = timm.create_model(
+        "vit_small_patch14_dinov2", pretrained=False, img_size=28, depth=1, init_values=0.3
+    ).eval()
+    block = vit.blocks[0]
+    with torch.no_grad():
+        block.ls1.gamma.uniform_(0.1, 1.0)
+        block.ls2.gamma.uniform_(0.1, 1.0)
+    state = sema_layout(vit)
+    assert not any(".ls" in k or "qkv" in k for k in state)
+    x = torch.randn(2, 5, vit.embed_dim)
+
+    def reference_block(h):  # SEMA-CL's block arithmetic, adapters aside
+        b, n, d = h.shape
+        heads = block.attn.num_heads
+        y = torch.nn.functional.layer_norm(
+            h, (d,), state["blocks.0.norm1.weight"], state["blocks.0.norm1.bias"], 1e-6
+        )
+
+        def proj(name):
+            out = y @ state[f"blocks.0.attn.{name}.weight"].T + state[f"blocks.0.attn.{name}.bias"]
+            return out.view(b, n, heads, d // heads).transpose(1, 2)
+
+        attn = torch.softmax(
+            proj("q_proj") @ proj("k_proj").transpose(-2, -1) * (d // heads) ** -0.5, -1
+        )
+        out = (attn @ proj("v_proj")).transpose(1, 2).reshape(b, n, d)
+        h = h + out @ state["blocks.0.attn.proj.weight"].T + state["blocks.0.attn.proj.bias"]
+        y = torch.nn.functional.layer_norm(
+            h, (d,), state["blocks.0.norm2.weight"], state["blocks.0.norm2.bias"], 1e-6
+        )
+        y = torch.nn.functional.gelu(
+            y @ state["blocks.0.fc1.weight"].T + state["blocks.0.fc1.bias"]
+        )
+        return h + y @ state["blocks.0.fc2.weight"].T + state["blocks.0.fc2.bias"]
+
+    with torch.no_grad():
+        torch.testing.assert_close(reference_block(x), block(x), atol=1e-5, rtol=1e-5)
