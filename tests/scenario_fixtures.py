@@ -25,6 +25,7 @@ from tests.dataset_layouts import (
     write_png,
 )
 from tests.helpers import write_image_folder
+from tests.mtil_layouts import write_all
 
 Builder = Callable[[Path], dict[str, Any]]
 
@@ -91,9 +92,23 @@ def _folder(root: Path) -> dict[str, Any]:
 
 
 def _fashion_mnist(root: Path) -> dict[str, Any]:
+    _need_fashion_mnist()
+    return {"train_per_class": 4, "test_per_class": 2}
+
+
+def _fashion_mnist_and_emoji(root: Path) -> dict[str, Any]:
+    _need_fashion_mnist()
+    return {"shots": 2, "test_per_class": 2}
+
+
+def _need_fashion_mnist() -> None:
     if not DEBIAN_FOLDER.exists():
         pytest.skip("apt-get install dataset-fashion-mnist (scripts/ensure_test_deps.sh does)")
-    return {"train_per_class": 4, "test_per_class": 2}
+
+
+def _mtil(root: Path) -> dict[str, Any]:
+    write_all(root)
+    return {}
 
 
 def _asset(**options: Any) -> Builder:
@@ -117,6 +132,9 @@ SCENARIO_FIXTURES: dict[str, Builder] = {
     "imagenet-a": _tree("imagenet-a", 200, presplit=False),
     "imagenet-r": _tree("imagenet-r", 200, presplit=False),
     "miniimagenet-fscil": _miniimagenet,
+    "mtil": _mtil,
+    "mtil-offline": _fashion_mnist_and_emoji,
+    "xtail": _mtil,
     "objectnet": _tree("objectnet", 200, presplit=True),
     "omnibenchmark": _tree("omnibenchmark", 300, presplit=True),
     "vtab": _tree("vtab", 50, presplit=True),

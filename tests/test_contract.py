@@ -188,6 +188,7 @@ def test_every_scenario_builds_on_its_fixture_and_names_its_scorers(name, tmp_pa
     assert scenario.num_tasks >= 1 and scenario.setting in {
         "class-incremental",
         "domain-incremental",
+        "task-incremental",
         "instruction",
     }
     for task in scenario.tasks:
