@@ -11,7 +11,9 @@ however many tasks, methods or runs ask for it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,6 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from clbench.data import Samples
 from clbench.progress import progress
+
+#: Version of the on-disk layout, part of every folder name: shards of an older layout
+#: (keys without content fingerprints) are never read.
+FORMAT = "features-v2"
 
 
 class ImageDataset(Dataset):
@@ -64,11 +70,40 @@ def embed_samples(
     return torch.cat(out)
 
 
+def cache_keys(samples: Samples) -> list[str]:
+    """The cache key of each sample: its key plus its content's fingerprint (when the
+    loader can give one), so an image overwritten under the same name is extracted
+    again instead of being served the old embedding."""
+    fingerprint = getattr(samples.loader, "fingerprint", None)
+    keys = [str(k) for k in samples.keys]
+    if fingerprint is None:
+        return keys
+    return [f"{k}\x00{fingerprint(k)}" for k in keys]
+
+
 def cache_scope(samples: Samples) -> str:
     """What identifies the images behind ``samples``' keys: the source name plus, for
     files, the folder they are read from (two folders may share a name, not content)."""
     root = getattr(samples.loader, "root", None)
     return samples.source if root is None else f"{samples.source}|{Path(root).resolve()}"
+
+
+def _read_shard(keys_file: Path) -> dict[str, np.ndarray]:
+    """One shard's rows by key; an unreadable shard is skipped (its rows are extracted
+    again) with a warning, so one damaged file cannot break every later run."""
+    matrix_file = keys_file.with_name(keys_file.name.removesuffix(".keys.json") + ".npy")
+    try:
+        names = json.loads(keys_file.read_text())
+        matrix = np.load(matrix_file, allow_pickle=False)
+        if not isinstance(names, list) or len(names) != len(matrix):
+            raise ValueError(f"{len(names)} keys for {len(matrix)} rows")
+    except (OSError, ValueError, EOFError) as exc:
+        print(
+            f"clbench: warning: skipping unreadable feature-cache shard {keys_file}: {exc}",
+            file=sys.stderr,
+        )
+        return {}
+    return dict(zip(names, matrix, strict=True))
 
 
 @dataclass
@@ -87,7 +122,9 @@ class FeatureCache:
     _memory: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict)
 
     def folder(self, extractor_id: str, source: str) -> Path:
-        digest = hashlib.sha256(f"{extractor_id}\n{source}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(
+            f"{FORMAT}\n{extractor_id}\n{source}".encode(errors="surrogateescape")
+        ).hexdigest()[:16]
         assert self.root is not None
         return self.root / digest
 
@@ -100,10 +137,8 @@ class FeatureCache:
         table: dict[str, np.ndarray] = {}
         if self.root is not None and from_disk:
             folder = self.folder(extractor_id, source)
-            for keys_file in sorted(folder.glob("*.keys")):
-                matrix = np.load(keys_file.with_suffix(".npy"))
-                names = keys_file.read_text().split("\n")
-                table.update(zip(names, matrix, strict=True))
+            for keys_file in sorted(folder.glob("*.keys.json")):
+                table.update(_read_shard(keys_file))
         self._memory[key] = table
         return table
 
@@ -112,16 +147,19 @@ class FeatureCache:
             return
         folder = self.folder(extractor_id, source)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "ID").write_text(f"{extractor_id}\n{source}\n")
+        (folder / "ID").write_text(
+            json.dumps({"extractor": extractor_id, "source": source}, ensure_ascii=True)
+        )
         shard = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
-        # The .npy goes in first; a shard counts only once its .keys file exists.
+        # The .npy goes in first; a shard counts only once its keys file exists. Keys are
+        # a JSON list (ASCII-escaped): any file name, newlines and odd bytes included.
         tmp = folder / f".{shard}.npy.tmp"
         with open(tmp, "wb") as handle:
             np.save(handle, matrix)
         os.replace(tmp, folder / f"{shard}.npy")
         tmp = folder / f".{shard}.keys.tmp"
-        tmp.write_text("\n".join(keys))
-        os.replace(tmp, folder / f"{shard}.keys")
+        tmp.write_text(json.dumps(keys, ensure_ascii=True))
+        os.replace(tmp, folder / f"{shard}.keys.json")
 
     def get(
         self,
@@ -140,12 +178,12 @@ class FeatureCache:
         """
         scope = cache_scope(samples)
         table = self._load(extractor_id, scope, from_disk=persist)
-        keys = [str(k) for k in samples.keys]
+        keys = cache_keys(samples)
         missing = sorted({k for k in keys if k not in table})
         self.stats.hits += len(keys) - len(missing)
         if missing:
             start = time.perf_counter()
-            position = {k: i for i, k in enumerate(samples.keys)}
+            position = {k: i for i, k in enumerate(keys)}
             todo = samples.subset([position[k] for k in missing])
             matrix = embed_samples(
                 model, todo, transform, device, batch_size, desc=f"features {samples.source}"
