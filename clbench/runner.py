@@ -104,6 +104,8 @@ def run(
 ) -> RunResult:
     """Run ``spec`` end to end and store the result (when ``store`` is given)."""
     began = time.perf_counter()
+    if store is not None:
+        store.check_writable()  # before the run, not after an hour of it
     scenario, learner, ctx = prepare(spec, cache)
     checkpoint_dir = cache_root() / "checkpoints" / spec.key()
     if torch.cuda.is_available():
