@@ -23,6 +23,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "dataset", nargs="?", help="dataset name (see `clbench fetch` without arguments)"
     )
     p.add_argument("--data-root", default=None, help="folder for the datasets (also $CLBENCH_DATA)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds a silent connection is waited for before a retry (default 30)",
+    )
+    p.add_argument(
+        "--retries", type=int, default=None, help="retries after a failed transfer (default 3)"
+    )
     p.set_defaults(func=fetch_command)
 
 
@@ -53,5 +62,15 @@ def fetch_command(args: argparse.Namespace) -> int:
             table.add_row(name, spec.title, present, source)
         Console().print(table)
         return 0
-    print(f"{args.dataset}: {fetch_dataset(args.dataset)}")
+    from clbench import download
+    from clbench.errors import ConfigError
+
+    timeout = download.TIMEOUT if args.timeout is None else args.timeout
+    retries = download.RETRIES if args.retries is None else args.retries
+    if not (timeout > 0 and timeout != float("inf")) or retries < 0:
+        raise ConfigError(
+            f"--timeout must be > 0 seconds and --retries >= 0 (got {timeout:g}, {retries})",
+            "e.g. --timeout 20 --retries 2",
+        )
+    print(f"{args.dataset}: {fetch_dataset(args.dataset, timeout=timeout, retries=retries)}")
     return 0
