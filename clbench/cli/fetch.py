@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 
 from rich.console import Console
@@ -45,13 +44,18 @@ def _catalogue() -> dict:
 
 
 def fetch_command(args: argparse.Namespace) -> int:
-    if args.data_root:
-        os.environ["CLBENCH_DATA"] = args.data_root
+    from clbench.paths import using_data_root
+
+    with using_data_root(args.data_root):
+        return _fetch(args.dataset, args.timeout, args.retries)
+
+
+def _fetch(dataset: str | None, timeout_arg: float | None, retries_arg: int | None) -> int:
     from clbench.paths import data_root
     from clbench.scenarios.readers.base import fetch_dataset
 
     datasets = _catalogue()
-    if args.dataset is None:
+    if dataset is None:
         root = data_root()
         table = Table(title=f"datasets (data root {root})", title_justify="left")
         for column in ("name", "dataset", "present", "source"):
@@ -65,12 +69,12 @@ def fetch_command(args: argparse.Namespace) -> int:
     from clbench import download
     from clbench.errors import ConfigError
 
-    timeout = download.TIMEOUT if args.timeout is None else args.timeout
-    retries = download.RETRIES if args.retries is None else args.retries
+    timeout = download.TIMEOUT if timeout_arg is None else timeout_arg
+    retries = download.RETRIES if retries_arg is None else retries_arg
     if not (timeout > 0 and timeout != float("inf")) or retries < 0:
         raise ConfigError(
             f"--timeout must be > 0 seconds and --retries >= 0 (got {timeout:g}, {retries})",
             "e.g. --timeout 20 --retries 2",
         )
-    print(f"{args.dataset}: {fetch_dataset(args.dataset, timeout=timeout, retries=retries)}")
+    print(f"{dataset}: {fetch_dataset(dataset, timeout=timeout, retries=retries)}")
     return 0
