@@ -192,7 +192,15 @@ class Evaluator:
             "result": result,
             "rng": rng_state(),
         }
-        save_checkpoint(state, self.checkpoint_dir / f"task{step}.pt")
+        try:
+            save_checkpoint(state, self.checkpoint_dir / f"task{step}.pt")
+        except OSError as exc:  # checkpoints only serve --resume: the run goes on
+            print(
+                f"clbench: warning: could not write a checkpoint in {self.checkpoint_dir} "
+                f"({exc.strerror or exc}); --resume will start this run over",
+                file=sys.stderr,
+            )
+            return
         for old in self.checkpoint_dir.glob("task*.pt"):
             if old.name != f"task{step}.pt":
                 old.unlink()

@@ -194,7 +194,14 @@ class FeatureCache:
             self.stats.extract_seconds += time.perf_counter() - start
             self.stats.extracted += len(missing)
             if persist:
-                self._store(extractor_id, scope, missing, matrix)
+                try:
+                    self._store(extractor_id, scope, missing, matrix)
+                except OSError as exc:  # a full or read-only cache must not end the run
+                    print(
+                        f"clbench: warning: could not write the feature cache in {self.root} "
+                        f"({exc.strerror or exc}); features kept in memory for this run",
+                        file=sys.stderr,
+                    )
             table.update(zip(missing, matrix, strict=True))
         if not keys:
             return torch.empty(0, 0)
