@@ -57,7 +57,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def bad_file_error(path: Path, exc: BaseException, what: str) -> ClbenchError:
     """The one message for a torch file that cannot be read safely."""
     text = str(exc).strip()
-    if isinstance(exc, pickle.UnpicklingError) and "weights only" in text.lower():
+    if isinstance(exc, pickle.UnpicklingError) and re.search(r"GLOBAL [\w.]+", text):
         # weights_only refused a global: the file holds objects, not only tensors.
         found = re.search(r"GLOBAL ([\w.]+)", text)
         return ClbenchError(
