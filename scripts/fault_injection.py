@@ -820,14 +820,18 @@ def run_case(case: Case) -> tuple[bool | None, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default=None, help="run the cases whose cause or name has this")
+    parser.add_argument(
+        "--only", action="append", help="run the cases whose 'cause: name' has this (repeatable)"
+    )
     parser.add_argument("--list", action="store_true", help="list the cases and stop")
     parser.add_argument("--per-cause", type=int, default=0, help="only the first N cases per cause")
     parser.add_argument("--skip-cause", action="append", default=[], help="leave out a cause")
     parser.add_argument("--jobs", type=int, default=2, help="cases run at once (default 2)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every case's outcome")
     args = parser.parse_args()
-    battery = [c for c in cases() if not args.only or args.only in f"{c.cause} {c.name}"]
+    battery = [
+        c for c in cases() if not args.only or any(o in f"{c.cause}: {c.name}" for o in args.only)
+    ]
     battery = [c for c in battery if c.cause not in args.skip_cause]
     if args.per_cause:  # a quicker pass: the first N variants of every cause
         taken: dict[str, int] = {}
