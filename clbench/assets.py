@@ -58,8 +58,15 @@ class NpmAsset:
 
 @contextlib.contextmanager
 def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise ClbenchError(
+            f"cannot write to the asset cache {path.parent}: {exc.strerror or exc}",
+            "point $CLBENCH_CACHE at a writable folder",
+        ) from exc
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -8,6 +8,7 @@ the data.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,11 @@ class ImageLoader(Protocol):
     def __call__(self, key: str) -> Image.Image: ...
 
 
+#: Files up to this size are also content-hashed for the feature cache (cheap: one
+#: read of a small file); larger ones are identified by size and modification time.
+HASHED_FILE_BYTES = 256 * 1024
+
+
 @dataclass(frozen=True)
 class FileLoader:
     """Loads ``root / key`` with PIL; transparent images are put on white."""
@@ -38,11 +44,27 @@ class FileLoader:
                 return to_rgb(img)
         except FileNotFoundError as exc:
             raise ClbenchError(f"image file not found: {path}", "re-fetch the dataset") from exc
-        except (OSError, SyntaxError, ValueError) as exc:
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise ClbenchError(
                 f"cannot decode image {path}: {exc}",
                 "remove or replace the corrupt file, then run again",
             ) from exc
+
+    def fingerprint(self, key: str) -> str:
+        """What changes when the file's content does: size and modification time, plus a
+        content hash for small files (an overwrite within one timestamp tick keeping the
+        size is then still seen)."""
+        path = Path(self.root) / key
+        try:
+            stat = path.stat()
+            digest = ""
+            if stat.st_size <= HASHED_FILE_BYTES:
+                digest = hashlib.blake2b(path.read_bytes(), digest_size=12).hexdigest()
+        except OSError as exc:
+            raise ClbenchError(
+                f"cannot read image file {path}: {exc.strerror or exc}", "re-fetch the dataset"
+            ) from exc
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{digest}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +79,11 @@ class ArrayLoader:
     def __call__(self, key: str) -> Image.Image:
         index = int(key.rsplit("/", 1)[1])
         return to_rgb(Image.fromarray(self.images[index]))
+
+    def fingerprint(self, key: str) -> str:
+        """A hash of the image's pixels (in memory, so always affordable)."""
+        index = int(key.rsplit("/", 1)[1])
+        return hashlib.blake2b(self.images[index].tobytes(), digest_size=12).hexdigest()
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import shutil
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -92,8 +94,18 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
             raise ConnectionError(f"connection closed after {written} of {expected} bytes")
 
 
+#: Seconds a connection may stay silent, and retries after a failure (``clbench fetch
+#: --timeout/--retries``): a stalled server fails after about (retries + 1) x timeout.
+TIMEOUT = 30.0
+RETRIES = 3
+
+
 def download(
-    remote: RemoteFile, folder: Path, retries: int = 3, timeout: float = 60.0, quiet: bool = False
+    remote: RemoteFile,
+    folder: Path,
+    retries: int = RETRIES,
+    timeout: float = TIMEOUT,
+    quiet: bool = False,
 ) -> Path:
     """Download ``remote`` into ``folder`` (resuming a ``.part`` file), verify, return its path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,6 +120,12 @@ def download(
             _transfer(remote.url, part, timeout)
             break
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, cut transfers
+            if not quiet:
+                print(
+                    f"clbench: attempt {attempt + 1} of {retries + 1} failed: {exc}"
+                    + (f"; retrying (timeout {timeout:g}s)" if attempt < retries else ""),
+                    file=sys.stderr,
+                )
             if attempt == retries:
                 raise DataMissingError(
                     f"could not download {remote.url}: {exc} "
@@ -129,23 +147,60 @@ def is_archive(path: Path) -> bool:
 
 
 def extract(archive: Path, destination: Path) -> None:
-    """Unpack a tar (any compression) or zip archive into ``destination``, safely."""
+    """Unpack a tar (any compression) or zip archive into ``destination``, safely.
+
+    Members are unpacked into a temporary folder inside ``destination`` and moved into
+    place only when every member was accepted, so a refused member (a path outside
+    the folder, a link to an absolute path, a device) or a damaged archive leaves
+    nothing behind but one message.
+    """
     destination.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=destination))
+    try:
+        try:
+            _unpack(archive, staging)
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raise ClbenchError(
+                f"{archive.name} cannot be unpacked safely: {type(exc).__name__}: {exc}",
+                "nothing was unpacked; delete the archive and fetch again, or report the source",
+            ) from exc
+        for entry in staging.iterdir():
+            _move_into(entry, destination / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpack(archive: Path, folder: Path) -> None:
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tar:
-            tar.extractall(destination, filter="data")
+            tar.extractall(folder, filter="data")
     elif zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zipped:
-            root = destination.resolve()
+            root = folder.resolve()
             for member in zipped.namelist():
-                if not (destination / member).resolve().is_relative_to(root):
+                if not (folder / member).resolve().is_relative_to(root):
                     raise ClbenchError(f"{archive.name} holds a path outside its folder: {member}")
-            zipped.extractall(destination)
+            zipped.extractall(folder)
     else:
         raise ClbenchError(f"{archive} is neither a tar nor a zip archive")
 
 
-def fetch_files(files: tuple[RemoteFile, ...], destination: Path, quiet: bool = False) -> None:
+def _move_into(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target``, merging folders that exist already."""
+    if target.is_dir() and source.is_dir() and not source.is_symlink():
+        for entry in source.iterdir():
+            _move_into(entry, target / entry.name)
+        return
+    os.replace(source, target)
+
+
+def fetch_files(
+    files: tuple[RemoteFile, ...],
+    destination: Path,
+    quiet: bool = False,
+    timeout: float = TIMEOUT,
+    retries: int = RETRIES,
+) -> None:
     """Download every file into ``destination/.downloads``, then unpack archives into ``destination``.
 
     Each file lands in ``destination / remote.into``. Verified archives are deleted
@@ -153,7 +208,7 @@ def fetch_files(files: tuple[RemoteFile, ...], destination: Path, quiet: bool = 
     """
     staging = destination / ".downloads"
     for remote in files:
-        path = download(remote, staging, quiet=quiet)
+        path = download(remote, staging, retries=retries, timeout=timeout, quiet=quiet)
         if remote.extract and is_archive(path):
             extract(path, destination / remote.into)
             path.unlink()

@@ -13,6 +13,7 @@ after each task so an interrupted run resumes with the same numbers.
 
 from __future__ import annotations
 
+import re
 import resource
 import sys
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from clbench.checkpoint import load_checkpoint, save_checkpoint
 from clbench.context import RunContext
 from clbench.errors import ClbenchError, ConfigError
 from clbench.learner import Learner, rng_state, seed_everything, set_rng_state
@@ -52,6 +54,10 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (MiB)."""
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20
+
+
+def _step(match: re.Match) -> int:
+    return int(match[1])
 
 
 def check_compatible(learner: type[Learner] | Learner, scenario: Scenario, method: str) -> None:
@@ -179,7 +185,6 @@ class Evaluator:
     def _checkpoint(self, step: int, result: Evaluation) -> None:
         if self.checkpoint_dir is None:
             return
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         state: dict[str, Any] = {
             "step": step,
             "split_hash": self.scenario.split_hash,
@@ -187,9 +192,15 @@ class Evaluator:
             "result": result,
             "rng": rng_state(),
         }
-        tmp = self.checkpoint_dir / f".task{step}.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(self.checkpoint_dir / f"task{step}.pt")
+        try:
+            save_checkpoint(state, self.checkpoint_dir / f"task{step}.pt")
+        except OSError as exc:  # checkpoints only serve --resume: the run goes on
+            print(
+                f"clbench: warning: could not write a checkpoint in {self.checkpoint_dir} "
+                f"({exc.strerror or exc}); --resume will start this run over",
+                file=sys.stderr,
+            )
+            return
         for old in self.checkpoint_dir.glob("task*.pt"):
             if old.name != f"task{step}.pt":
                 old.unlink()
@@ -197,10 +208,11 @@ class Evaluator:
     def _restore(self, result: Evaluation) -> int:
         if self.checkpoint_dir is None:
             return 0
-        saved = sorted(self.checkpoint_dir.glob("task*.pt"), key=lambda p: int(p.stem[4:]))
+        numbered = (re.fullmatch(r"task(\d+)\.pt", p.name) for p in self.checkpoint_dir.glob("*"))
+        saved = [self.checkpoint_dir / m[0] for m in sorted(filter(None, numbered), key=_step)]
         if not saved:
             return 0
-        state = torch.load(saved[-1], map_location="cpu", weights_only=False)
+        state = load_checkpoint(saved[-1])  # tensors, plain data and network modules only
         if state["split_hash"] != self.scenario.split_hash:
             raise ClbenchError(
                 f"checkpoint {saved[-1]} belongs to another split of this scenario",

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,6 +39,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from clbench.data import Inputs, Samples
 from clbench.progress import progress
+
+#: Version of the on-disk layout, part of every folder name: shards of an older layout
+#: (keys without content fingerprints) are never read.
+FORMAT = "features-v2"
 
 
 class ImageDataset(Dataset):
@@ -81,11 +87,46 @@ def embed_samples(
     return torch.cat(out)
 
 
+def cache_keys(samples: Samples | Inputs) -> list[str]:
+    """The cache key of each sample: its key plus its content's fingerprint (when the
+    loader can give one), so an image overwritten under the same name is extracted
+    again instead of being served the old embedding."""
+    fingerprint = getattr(samples.loader, "fingerprint", None)
+    keys = [str(k) for k in samples.keys]
+    if fingerprint is None:
+        return keys
+    return [f"{k}\x00{fingerprint(k)}" for k in keys]
+
+
 def cache_scope(samples: Samples | Inputs) -> str:
     """What identifies the images behind ``samples``' keys: the source name plus, for
     files, the folder they are read from (two folders may share a name, not content)."""
     root = getattr(samples.loader, "root", None)
     return samples.source if root is None else f"{samples.source}|{Path(root).resolve()}"
+
+
+def _write_atomic(path: Path, tmp: Path, text: str) -> None:
+    """Write ``text`` under a temporary name, then rename it into place."""
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _read_shard(keys_file: Path) -> dict[str, np.ndarray]:
+    """One shard's rows by key; an unreadable shard is skipped (its rows are extracted
+    again) with a warning, so one damaged file cannot break every later run."""
+    matrix_file = keys_file.with_name(keys_file.name.removesuffix(".keys.json") + ".npy")
+    try:
+        names = json.loads(keys_file.read_text())
+        matrix = np.load(matrix_file, allow_pickle=False)
+        if not isinstance(names, list) or len(names) != len(matrix):
+            raise ValueError(f"{len(names)} keys for {len(matrix)} rows")
+    except (OSError, ValueError, EOFError) as exc:
+        print(
+            f"clbench: warning: skipping unreadable feature-cache shard {keys_file}: {exc}",
+            file=sys.stderr,
+        )
+        return {}
+    return dict(zip(names, matrix, strict=True))
 
 
 @dataclass
@@ -105,7 +146,9 @@ class FeatureCache:
     _shards: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
     def folder(self, extractor_id: str, source: str) -> Path:
-        digest = hashlib.sha256(f"{extractor_id}\n{source}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(
+            f"{FORMAT}\n{extractor_id}\n{source}".encode(errors="surrogateescape")
+        ).hexdigest()[:16]
         assert self.root is not None
         return self.root / digest
 
@@ -124,28 +167,27 @@ class FeatureCache:
         """Add the shards on disk not read yet (other processes may have written some)."""
         key = (extractor_id, source)
         table, seen = self._memory[key], self._shards[key]
-        for keys_file in sorted(self.folder(extractor_id, source).glob("*.keys")):
-            if keys_file.name in seen or keys_file.name.startswith("."):
-                continue
-            # A shard's .npy is renamed into place before its .keys, so it is complete.
-            matrix = np.load(keys_file.with_suffix(".npy"))
-            names = keys_file.read_text().split("\n")
-            table.update(zip(names, matrix, strict=True))
-            seen.add(keys_file.name)
+        for keys_file in sorted(self.folder(extractor_id, source).glob("*.keys.json")):
+            if keys_file.name not in seen:
+                # A shard's .npy is renamed into place before its keys, so it is complete.
+                table.update(_read_shard(keys_file))
+                seen.add(keys_file.name)
 
     @contextlib.contextmanager
     def _locked(self, extractor_id: str, source: str) -> Iterator[None]:
+        """An exclusive lock on the folder while extracting; none where it cannot be had
+        (no fcntl, a read-only cache: the write then fails with its own warning)."""
         folder = self.folder(extractor_id, source)
-        folder.mkdir(parents=True, exist_ok=True)
-        if fcntl is None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / ".lock", "a")  # noqa: SIM115 (held across the yield)
+        except OSError:
             yield
             return
-        with open(folder / ".lock", "a") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with handle:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            yield
 
     def _store(self, extractor_id: str, source: str, keys: list[str], matrix: np.ndarray) -> None:
         if self.root is None or not keys:
@@ -153,14 +195,56 @@ class FeatureCache:
         folder = self.folder(extractor_id, source)
         folder.mkdir(parents=True, exist_ok=True)
         shard = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
-        _write_atomic(folder / "ID", folder / f".{shard}.ID.tmp", f"{extractor_id}\n{source}\n")
-        # The .npy goes in first; a shard counts only once its .keys file exists.
+        _write_atomic(
+            folder / "ID",
+            folder / f".{shard}.ID.tmp",
+            json.dumps({"extractor": extractor_id, "source": source}, ensure_ascii=True),
+        )
+        # The .npy goes in first; a shard counts only once its keys file exists. Keys are
+        # a JSON list (ASCII-escaped): any file name, newlines and odd bytes included.
         tmp = folder / f".{shard}.npy.tmp"
         with open(tmp, "wb") as handle:
             np.save(handle, matrix)
         os.replace(tmp, folder / f"{shard}.npy")
-        _write_atomic(folder / f"{shard}.keys", folder / f".{shard}.keys.tmp", "\n".join(keys))
-        self._shards[(extractor_id, source)].add(f"{shard}.keys")
+        _write_atomic(
+            folder / f"{shard}.keys.json",
+            folder / f".{shard}.keys.tmp",
+            json.dumps(keys, ensure_ascii=True),
+        )
+        self._shards[(extractor_id, source)].add(f"{shard}.keys.json")
+
+    def _extract(
+        self,
+        model,
+        extractor_id,
+        scope,
+        samples,
+        keys,
+        missing,
+        table,
+        persist,
+        transform,
+        device,
+        batch_size,
+    ) -> None:
+        start = time.perf_counter()
+        position = {k: i for i, k in enumerate(keys)}
+        todo = samples.subset([position[k] for k in missing])
+        matrix = embed_samples(
+            model, todo, transform, device, batch_size, desc=f"features {samples.source}"
+        ).numpy()
+        self.stats.extract_seconds += time.perf_counter() - start
+        self.stats.extracted += len(missing)
+        if persist:
+            try:
+                self._store(extractor_id, scope, missing, matrix)
+            except OSError as exc:  # a full or read-only cache must not end the run
+                print(
+                    f"clbench: warning: could not write the feature cache in {self.root} "
+                    f"({exc.strerror or exc}); features kept in memory for this run",
+                    file=sys.stderr,
+                )
+        table.update(zip(missing, matrix, strict=True))
 
     def get(
         self,
@@ -179,7 +263,7 @@ class FeatureCache:
         """
         scope = cache_scope(samples)
         table = self._load(extractor_id, scope, from_disk=persist)
-        keys = [str(k) for k in samples.keys]
+        keys = cache_keys(samples)
         missing = sorted({k for k in keys if k not in table})
         on_disk = persist and self.root is not None
         with self._locked(extractor_id, scope) if missing and on_disk else contextlib.nullcontext():
@@ -189,23 +273,19 @@ class FeatureCache:
                 missing = [k for k in missing if k not in table]
             self.stats.hits += len(keys) - len(missing)
             if missing:
-                start = time.perf_counter()
-                position = {k: i for i, k in enumerate(samples.keys)}
-                todo = samples.subset([position[k] for k in missing])
-                matrix = embed_samples(
-                    model, todo, transform, device, batch_size, desc=f"features {samples.source}"
-                ).numpy()
-                self.stats.extract_seconds += time.perf_counter() - start
-                self.stats.extracted += len(missing)
-                if persist:
-                    self._store(extractor_id, scope, missing, matrix)
-                table.update(zip(missing, matrix, strict=True))
+                self._extract(
+                    model,
+                    extractor_id,
+                    scope,
+                    samples,
+                    keys,
+                    missing,
+                    table,
+                    persist,
+                    transform,
+                    device,
+                    batch_size,
+                )
         if not keys:
             return torch.empty(0, 0)
         return torch.from_numpy(np.stack([table[k] for k in keys]))
-
-
-def _write_atomic(path: Path, tmp: Path, text: str) -> None:
-    """Write ``text`` under a temporary name, then rename it into place."""
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -73,13 +73,17 @@ def read_config(path: str) -> dict[str, Any]:
     if not file.is_file():
         raise ConfigError(f"config file not found: {file}")
     try:
-        data = (
-            tomllib.loads(file.read_text())
-            if file.suffix == ".toml"
-            else json.loads(file.read_text())
-        )
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        text = file.read_text(encoding="utf-8-sig")
+        data = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {file} does not parse: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {file} holds {type(data).__name__}, not a table",
+            "write [run], [method] and [scenario] tables",
+        )
     unknown = set(data) - {"run", "method", "scenario"}
     if unknown:
         raise ConfigError(

@@ -76,9 +76,12 @@ class Registry(Generic[T]):
         return self._entries[name]
 
     def create(self, name: str, **kwargs: Any) -> T:
+        from clbench.validation import validate_options
+
         factory = self.get(name).factory
         check_kwargs(factory, kwargs, f"{self.kind} {name!r}")
-        return factory(**kwargs)
+        # Types and ranges from the annotations, before the factory runs anything.
+        return factory(**validate_options(factory, kwargs, f"{self.kind} {name!r}"))
 
 
 def check_kwargs(factory: Callable[..., Any], kwargs: dict[str, Any], what: str) -> None:

@@ -44,9 +44,9 @@ HIGHER_IS_BETTER = (
 )
 LOWER_IS_BETTER = ("forgetting_pilot", "forgetting_chaudhry", "forgetting_avalanche")
 METRICS = HIGHER_IS_BETTER + LOWER_IS_BETTER
-EPSILON = (
-    1e-6  # a change exactly at the tolerance passes, whatever the rounding of the file's decimals
-)
+#: Decimals of the file's values and of the printed change; the rule compares the rounded change.
+DECIMALS = 2
+EPSILON = 1e-9  # a rounded change exactly at the tolerance passes, whatever the float error
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,11 @@ class Outcome:
 
     @property
     def change(self) -> float:
-        """measured - expected, signed so that negative is always worse."""
+        """measured - expected, signed so that negative is always worse, rounded to the
+        0.01 points the file and the table show: the rule judges the printed number, so a
+        change printed as -0.50 with tolerance 0.5 is ok, never REGRESSED."""
         sign = -1.0 if self.expectation.metric in LOWER_IS_BETTER else 1.0
-        return sign * (self.measured - self.expectation.value)
+        return round(sign * (self.measured - self.expectation.value), DECIMALS)
 
     @property
     def status(self) -> str:
@@ -109,12 +111,29 @@ def read_expected(path: Path, allow_empty_values: bool = False) -> list[Expectat
             "create it with a header row "
             f"{','.join(COLUMNS)} and fill values with `clbench check --update`",
         )
+    try:
+        # utf-8-sig: a file saved by a spreadsheet starts with a byte-order mark.
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#x})",
+            "save the file as UTF-8",
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
     # Blank lines and # comments are allowed; keep each row's line number for messages.
     lines = [
         (n, line)
-        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        for n, line in enumerate(text.splitlines(), start=1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
+    for number, line in lines:
+        if line.count('"') % 2:  # a quoted field that goes on to the next line
+            raise ConfigError(
+                f"{path}:{number}: a quoted field spans several lines",
+                "put every row on one line (no line breaks inside fields)",
+            )
     reader = csv.DictReader(line for _, line in lines)
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
@@ -122,7 +141,10 @@ def read_expected(path: Path, allow_empty_values: bool = False) -> list[Expectat
             f"{path} lacks the columns {', '.join(missing)}",
             f"its first row must name the columns {','.join(COLUMNS)} (options may be omitted)",
         )
-    rows = list(reader)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise ConfigError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from exc
     if not rows:
         raise ConfigError(f"{path} has no rows to check", "add one row per (run, metric) to check")
     expectations, seen = [], set()
@@ -189,8 +211,41 @@ def _number(where: str, column: str, text: str, kind: type) -> Any:
     return value
 
 
+def check_rewritable(path: Path) -> None:
+    """``check --update`` rewrites the file at the end: fail before the runs if it cannot."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot rewrite {path}: its folder is not writable ({exc.strerror or exc})",
+            "run --update on a writable copy of the file",
+        ) from exc
+
+
+def updated_values(
+    expectations: Sequence[Expectation], runs: dict[RunKey, RunResult]
+) -> tuple[dict[tuple[RunKey, str], float | None], list[Expectation]]:
+    """New values from the runs, and the rows whose run does not define the metric
+    (they keep their old value)."""
+    new: dict[tuple[RunKey, str], float | None] = {}
+    undefined = []
+    for e in expectations:
+        value = runs[e.key].metrics.get(e.metric)
+        if value is None:
+            undefined.append(e)
+            new[(e.key, e.metric)] = e.value
+        else:
+            new[(e.key, e.metric)] = 100.0 * value
+    return new, undefined
+
+
 def write_expected(
-    path: Path, expectations: Sequence[Expectation], values: dict[tuple[RunKey, str], float]
+    path: Path,
+    expectations: Sequence[Expectation],
+    values: dict[tuple[RunKey, str], float | None],
 ) -> None:
     """Rewrite the file with new values (same rows, order and tolerances), atomically."""
     path = Path(path)
@@ -201,6 +256,7 @@ def write_expected(
             writer.writerow(COLUMNS)
             for e in expectations:
                 value = values[(e.key, e.metric)]
+                shown = "" if value is None else f"{value:.{DECIMALS}f}"
                 writer.writerow(
                     [
                         e.key.scenario,
@@ -209,7 +265,7 @@ def write_expected(
                         e.key.seed,
                         e.key.options,
                         e.metric,
-                        f"{value:.2f}",
+                        shown,
                         f"{e.tolerance:g}",
                     ]
                 )
@@ -293,6 +349,7 @@ def gather_runs(
     rerun: bool = False,
     runner: Callable | None = None,
     say: Callable[[str], None] = print,
+    strict: bool = False,
 ) -> dict[RunKey, RunResult]:
     """One RunResult per key: the newest stored match, else (or with ``rerun``)
     a new run, stored in ``store`` as a new record."""
@@ -300,7 +357,7 @@ def gather_runs(
     # Every row's method and options are validated before anything runs, so a
     # typo in the last row does not surface after an hour of runs.
     configs = {key: expected_method_config(key) for key in keys}
-    stored = [] if rerun else store.all()
+    stored = [] if rerun else store.all(strict)
     out: dict[RunKey, RunResult] = {}
     for key in keys:
         found = None if rerun else newest_match(stored, key, configs[key])

@@ -10,13 +10,16 @@ reports, regression checks) is a pure function of them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import sys
 import tempfile
+import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,8 @@ from typing import Any
 from clbench.errors import ClbenchError
 
 SCHEMA_VERSION = 1
+#: A writer's temporary file older than this (seconds) was left by a killed process.
+STALE_SECONDS = 3600.0
 
 
 @dataclass
@@ -114,8 +119,37 @@ class ResultsStore:
             )
         return self.root / f"{run_id}.json"
 
+    def check_writable(self) -> None:
+        """Fail now, before a run, if records cannot be written here (not after it)."""
+        hint = "pass a writable folder with --results-dir (or $CLBENCH_RESULTS), or --no-store"
+        if self.root.exists() and not self.root.is_dir():
+            raise ClbenchError(f"the results folder {self.root} is a file, not a folder", hint)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ClbenchError(
+                f"cannot write to the results folder {self.root}: {exc.strerror or exc}", hint
+            ) from exc
+
     def write(self, result: RunResult) -> Path:
+        """Store ``result``; if that fails (disk full, folder gone read-only), the record
+        is kept in a rescue file and the error says where."""
+        try:
+            return self._write(result)
+        except OSError as exc:
+            kept = rescue(result)
+            raise ClbenchError(
+                f"could not store run {result.run_id} in {self.root}: {exc.strerror or exc}; "
+                + (f"the result was kept in {kept}" if kept else "it was printed above"),
+                f"free space or fix the folder, then copy the file into {self.root}",
+            ) from exc
+
+    def _write(self, result: RunResult) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.clean_stale_temporaries()
         final = self.path(result.run_id)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.root)
         try:
@@ -130,9 +164,24 @@ class ResultsStore:
                     f"a run named {result.run_id} is already stored; not overwritten"
                 ) from exc
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         _fsync_dir(self.root)
         return final
+
+    def clean_stale_temporaries(self, older_than: float = STALE_SECONDS) -> int:
+        """Remove ``.tmp-*.json`` files that writers killed mid-write left behind.
+
+        A live writer holds its temporary file for well under a second, so one older
+        than ``older_than`` seconds belongs to a dead process."""
+        removed = 0
+        now = time.time()
+        for tmp in self.root.glob(".tmp-*.json"):
+            with contextlib.suppress(OSError):
+                if now - tmp.stat().st_mtime > older_than:
+                    tmp.unlink()
+                    removed += 1
+        return removed
 
     def load(self, run_id: str) -> RunResult:
         path = self.path(run_id)
@@ -154,8 +203,21 @@ class ResultsStore:
             return []
         return [p for p in sorted(self.root.glob("*.json")) if not p.name.startswith(".")]
 
-    def all(self) -> list[RunResult]:
-        return [read_result(p) for p in self.paths()]
+    def all(self, strict: bool = False) -> list[RunResult]:
+        """Every readable record. An unreadable one is skipped with a warning naming
+        the file, so one bad file does not take down the table or the site;
+        ``strict`` makes it an error instead."""
+        out = []
+        for path in self.paths():
+            try:
+                out.append(read_result(path))
+            except ClbenchError as exc:
+                if strict:
+                    raise ClbenchError(
+                        exc.message, "remove or repair the file, or run without --strict"
+                    ) from exc
+                print(f"clbench: warning: skipped {exc.message}", file=sys.stderr)
+        return out
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -172,8 +234,48 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+REQUIRED_FIELDS = tuple(
+    name
+    for name, f in RunResult.__dataclass_fields__.items()
+    if f.default is MISSING and f.default_factory is MISSING
+)
+
+
 def read_result(path: Path) -> RunResult:
+    """One stored record; anything that is not one (not JSON, not UTF-8, a folder,
+    ``[]``, ``null``, missing fields) is one error naming the file."""
+    path = Path(path)
     try:
-        return RunResult.from_dict(json.loads(Path(path).read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ClbenchError(f"stored run {path} is not a readable RunResult: {reason}") from exc
+    if not isinstance(data, dict):
+        raise ClbenchError(
+            f"stored run {path} is not a RunResult: it holds {type(data).__name__}, not an object"
+        )
+    absent = [name for name in REQUIRED_FIELDS if name not in data]
+    if absent:
+        raise ClbenchError(f"stored run {path} is not a RunResult: it lacks {', '.join(absent)}")
+    try:
+        return RunResult.from_dict(data)
+    except TypeError as exc:
         raise ClbenchError(f"stored run {path} is not a valid RunResult: {exc}") from exc
+
+
+def rescue(result: RunResult) -> Path | None:
+    """Keep a result that could not be stored: in the cache, else the temp folder, else
+    (both unwritable) printed on stderr. Returns the file, or None when printed."""
+    from clbench.paths import cache_root
+
+    text = result.to_json()
+    for folder in (cache_root() / "rescued-runs", Path(tempfile.gettempdir()) / "clbench-rescued"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / f"{result.run_id}.json"
+            target.write_text(text)
+            return target
+        except OSError:
+            continue
+    print(text, file=sys.stderr)
+    return None

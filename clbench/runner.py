@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,10 +67,77 @@ class RunSpec:
         return json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str))
 
 
+#: RunSpec fields that are run options (``clbench run`` flags, the config's [run] table).
+RUN_OPTIONS = tuple(
+    f.name
+    for f in dataclasses.fields(RunSpec)
+    if f.name not in ("method_options", "scenario_options")
+)
+
+
 def resolve_device(name: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (or another device torch has), refused
+    with one message when torch does not know it or this machine lacks it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    hint = "use --device auto, cpu or cuda[:N]"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"unknown device {name!r}", hint) from exc
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {name}: this machine has no usable CUDA GPU", hint)
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"--device {name}: only {count} CUDA device(s) here", hint)
+    elif device.type not in ("cpu", "meta") and not _available(device):
+        raise ConfigError(f"--device {name}: no {device.type} device on this machine", hint)
+    return device
+
+
+def _available(device: torch.device) -> bool:
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError):
+        return False
+    return True
+
+
+def validate_spec(spec: RunSpec) -> None:
+    """The run options' types and ranges (from RunSpec's annotations), the device and
+    the cache folders: everything about the run itself that can be refused up front."""
+    from clbench.backbones import parse_backbone_spec
+    from clbench.validation import validate_options
+
+    validate_options(RunSpec, {name: getattr(spec, name) for name in RUN_OPTIONS}, "run")
+    for name in ("method_options", "scenario_options"):
+        if not isinstance(getattr(spec, name), dict):
+            raise ConfigError(f"run: {name} must be a table of options")
+    if spec.backbone is not None:
+        parse_backbone_spec(spec.backbone)
+    resolve_device(spec.device)
+    for folder, variable in (
+        (features_root(), "CLBENCH_FEATURES"),
+        (checkpoints_root(), "CLBENCH_CHECKPOINTS"),
+    ):
+        ensure_writable_folder(folder, variable)
+
+
+def ensure_writable_folder(folder: Path, variable: str) -> None:
+    """A cache folder must be creatable and writable (else: one message naming it)."""
+    import tempfile
+
+    hint = f"point ${variable} or $CLBENCH_CACHE at a writable folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"the cache folder {folder} is not a writable folder: {exc.strerror or exc}", hint
+        ) from exc
 
 
 def build_scenario(
@@ -119,8 +187,14 @@ def prepare(spec: RunSpec, cache: FeatureCache | None = None):
     checked here, before any network is built or trained.
     """
     configure_torch()
+    validate_spec(spec)
     learner = create_method(spec.method, **spec.method_options)  # validates options first
     scenario = build_scenario(spec.scenario, spec.scenario_options, spec.data_root)
+    if not any(len(task.test) for task in scenario.tasks):
+        raise ConfigError(
+            f"scenario {spec.scenario!r} has no test data: nothing could be measured",
+            "give it test samples (e.g. scenario.test_fraction > 0)",
+        )
     check_compatible(learner, scenario, spec.method)
     backbone_name = spec.backbone or scenario.default_backbone or DEFAULT_BACKBONE
     backbone = build_backbone(
@@ -146,6 +220,8 @@ def run(
 ) -> RunResult:
     """Run ``spec`` end to end and store the result (when ``store`` is given)."""
     began = time.perf_counter()
+    if store is not None:
+        store.check_writable()  # before the run, not after an hour of it
     scenario, learner, ctx = prepare(spec, cache)
     checkpoint_dir = checkpoints_root() / spec.key()
     if torch.cuda.is_available():

@@ -152,7 +152,7 @@ def split_hash(tasks: list[Task]) -> str:
             digest.update(f"task{task.index}/{part}\n".encode())
             order = np.argsort(samples.keys.astype(str), kind="stable")
             for key, label in zip(samples.keys[order], samples.labels[order], strict=True):
-                digest.update(f"{samples.source}:{key}\t{label}\n".encode())
+                digest.update(f"{samples.source}:{key}\t{label}\n".encode(errors="surrogateescape"))
     return digest.hexdigest()
 
 

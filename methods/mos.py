@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clbench.checkpoint import checkpoint_state
 from clbench.data import Inputs, Samples
 from clbench.kernels import prototype_scores
 from clbench.learner import Learner
@@ -101,6 +102,7 @@ def contrastive_loss(
     return F.cross_entropy(similarity, torch.arange(len(rows), device=rows.device))
 
 
+@checkpoint_state
 class ClassGaussians:
     """Per-class mean and Cholesky factor of (covariance + eps I), in label order."""
 
@@ -137,6 +139,7 @@ class ClassGaussians:
         return draws.reshape(-1, self.means.shape[1]), labels
 
 
+@checkpoint_state
 class GaussianReplay:
     """Batches for classifier alignment: fresh draws every epoch, shuffled, one batch per class."""
 

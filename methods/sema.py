@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbench.backbones import Backbone
+from clbench.checkpoint import checkpoint_state
 from clbench.data import Inputs
 from clbench.errors import ConfigError
 from clbench.features import embed_samples
@@ -55,6 +56,7 @@ from clbench.training import TrainConfig, fit, image_batches, resolve_train, to_
 log = logging.getLogger(__name__)
 
 
+@checkpoint_state
 class LossBuffer:
     """The last ``size`` reconstruction losses of one descriptor, for z-scores.
 

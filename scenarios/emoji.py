@@ -56,7 +56,7 @@ def fetch_emoji(vendor: str = "google", allow_proprietary: bool = False) -> Path
     if vendor in PROPRIETARY_VENDORS and not allow_proprietary:
         raise ConfigError(
             f"the {vendor} emoji images are proprietary and are fetched only on explicit opt-in",
-            "pass --set allow_proprietary=true if you accept their licence (never redistribute them)",
+            "pass --set scenario.allow_proprietary=true if you accept their licence (never redistribute them)",
         )
     return fetch_npm(emoji_asset(vendor)) / "package"
 

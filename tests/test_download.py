@@ -130,3 +130,84 @@ def test_zip_with_escaping_path_is_refused(tmp_path):
     with pytest.raises(ClbenchError, match="outside"):
         extract(archive, tmp_path / "out")
     assert not (tmp_path / "outside.txt").exists()
+
+
+def _tar(path, members):
+    """A tar whose members are (TarInfo, bytes or None) in order."""
+    import io
+
+    with tarfile.open(path, "w") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _file(name: str, data: bytes = b"ok") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def _link(name: str, target: str, kind=tarfile.SYMTYPE) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info, None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        _file("../escape.txt"),
+        _link("ds/link", "/etc/passwd"),
+        _link("ds/up", "../../outside"),
+        _link("ds/hard", "/etc/hostname", tarfile.LNKTYPE),
+    ],
+    ids=["dotdot", "abs-symlink", "escaping-symlink", "abs-hardlink"],
+)
+def test_refused_tar_member_leaves_nothing_behind(tmp_path, bad):
+    """Good members come first: a half-extracting unpacker would leave them behind."""
+    archive = _tar(tmp_path / "evil.tar", [_file("ds/a/first.txt"), _file("ds/b.txt"), bad])
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("pre-existing")
+    with pytest.raises(ClbenchError, match="cannot be unpacked safely"):
+        extract(archive, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["keep.txt"]
+    assert (dest / "keep.txt").read_text() == "pre-existing"
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_absolute_member_lands_inside_the_destination(tmp_path):
+    """tar's data filter strips a leading slash instead of refusing the member."""
+    extract(_tar(tmp_path / "a.tar", [_file("/abs/x.txt")]), tmp_path / "out")
+    assert (tmp_path / "out" / "abs" / "x.txt").read_text() == "ok"
+
+
+def test_truncated_archive_is_one_message(tmp_path):
+    archive = _tar(tmp_path / "a.tar", [_file("ds/x.txt", b"x" * 5000)])
+    archive.write_bytes(archive.read_bytes()[:1200])
+    with pytest.raises(ClbenchError):
+        extract(archive, tmp_path / "out")
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_stalled_server_fails_after_the_timeout_and_says_so(tmp_path, capsys):
+    """A server that accepts and never answers: (retries + 1) x timeout, not minutes."""
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    began = time.perf_counter()
+    try:
+        with pytest.raises(ClbenchError, match="could not download"):
+            download(
+                RemoteFile(f"http://127.0.0.1:{port}/x", "x"), tmp_path, retries=1, timeout=0.5
+            )
+    finally:
+        listener.close()
+    assert time.perf_counter() - began < 5
+    err = capsys.readouterr().err
+    assert "attempt 1 of 2 failed" in err and "attempt 2 of 2 failed" in err

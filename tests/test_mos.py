@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clbench.checkpoint import load_checkpoint, save_checkpoint
 from clbench.learner import seed_everything
 from clbench.methods.mos import (
     MOS,
@@ -155,7 +154,7 @@ def test_snapshots_stay_frozen_and_prototypes_come_from_the_first_adapter(two_ta
     assert not torch.allclose(first, own)  # the two adapters embed differently
 
 
-def test_predict_combines_scores_and_records_retrieval(two_tasks):
+def test_predict_combines_scores_and_records_retrieval(two_tasks, tmp_path):
     learner, _, first_test, second_test, _ = two_tasks
     learner.retrieval.clear()
     scores = learner.predict(first_test.inputs())
@@ -167,7 +166,10 @@ def test_predict_combines_scores_and_records_retrieval(two_tasks):
     (step,) = learner.extra_results()["retrieval"]
     assert step["after_task"] == 1 and step["samples"] == len(first_test) + len(second_test)
     assert 0.0 <= step["retrieval_accuracy"] <= 1.0 and sum(step["iterations"]) == step["samples"]
-    torch.save(learner.state_dict(), io.BytesIO())  # per-task checkpoints pickle the learner
+    # Per-task checkpoints hold the learner and must load safely (weights_only).
+    path = tmp_path / "task1.pt"
+    save_checkpoint({"step": 1, "split_hash": "h", "learner": learner.state_dict()}, path)
+    assert set(load_checkpoint(path)["learner"]) == set(learner.state_dict())
     assert (
         learner.trainable_parameters()
         == 2 * sum(p.numel() for p in learner.blocks[0].saved[0].parameters()) * len(learner.blocks)

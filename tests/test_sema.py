@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 
+from clbench.checkpoint import load_checkpoint, save_checkpoint
 from clbench.errors import ConfigError
 from clbench.learner import seed_everything
 from clbench.methods.peft.adapter import Adapter
@@ -141,16 +140,17 @@ def test_old_adapters_router_columns_and_descriptors_stay_frozen(shifted_distrib
     assert not any(p.requires_grad for m in learner.mixtures.values() for p in m.parameters())
 
 
-def test_expanded_learner_predicts_all_seen_classes_and_checkpoints(shifted_distribution):
+def test_expanded_learner_predicts_all_seen_classes_and_checkpoints(shifted_distribution, tmp_path):
     learner, _, _ = shifted_distribution
     _, test = synthetic_task(1, list(range(6, 12)), 12, shift=120, seed=1)
     scores = learner.predict(test)
     assert scores.shape == (len(test), 12)
     assert learner.trainable_parameters() > 0
-    buffer = io.BytesIO()
-    torch.save(learner.state_dict(), buffer)  # per-task checkpoints pickle the whole learner
+    # Per-task checkpoints hold the whole learner and must load safely (weights_only).
+    path = tmp_path / "task1.pt"
+    save_checkpoint({"step": 1, "split_hash": "h", "learner": learner.state_dict()}, path)
     restored = SEMA()
-    restored.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
+    restored.load_state_dict(load_checkpoint(path)["learner"])
     restored.ctx = learner.ctx
     assert torch.equal(restored.predict(test), scores)
 

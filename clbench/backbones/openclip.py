@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from clbench.assets import file_sha256
 from clbench.backbones import Backbone
+from clbench.backbones._weights import list_keys, read_state_dict
 from clbench.backbones.preprocessing import Preprocessing
 from clbench.errors import ClbenchError, DataMissingError
 from clbench.registry import register_backbone
@@ -84,6 +85,37 @@ def tiny_clip():
     )
 
 
+def _with_local_weights(open_clip, model: str, path: Path):
+    """Build the model randomly initialised, then load ``path`` strictly.
+
+    The file is read with :func:`read_state_dict` first (safe, one message for a
+    bad file); open_clip's own loader then converts its formats, non-strictly so
+    that the keys it could not place are listed here instead of a traceback.
+    """
+    read_state_dict(path)
+    clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=None)
+    from open_clip.factory import load_checkpoint
+
+    try:
+        incompatible = load_checkpoint(clip, str(path), strict=False)
+    except Exception as exc:  # its converters assume their own layouts
+        raise ClbenchError(
+            f"the weights in {path} are not an open_clip {model} checkpoint: "
+            f"{type(exc).__name__}: {str(exc)[:200]}",
+            "pass the weights of exactly this architecture",
+        ) from exc
+    if incompatible and (incompatible.missing_keys or incompatible.unexpected_keys):
+        raise ClbenchError(
+            f"the weights in {path} do not fit open_clip {model}; keys "
+            f"{len(incompatible.missing_keys)} missing: {list_keys(incompatible.missing_keys)}; "
+            f"{len(incompatible.unexpected_keys)} unexpected: "
+            f"{list_keys(incompatible.unexpected_keys)}",
+            "pass the weights of exactly this architecture (a non-strict load would leave "
+            "random layers)",
+        )
+    return clip, preprocess
+
+
 @register_backbone("openclip")
 def openclip_backbone(
     model: str = "ViT-B-16", weights: str | None = None, image_size: int | None = None
@@ -116,17 +148,19 @@ def openclip_backbone(
             "'openai' (internet), or 'none' for random initialisation",
         )
     pretrained = None if weights == "none" else weights
-    if pretrained and Path(pretrained).suffix and not Path(pretrained).is_file():
-        raise DataMissingError(
-            f"weights file not found: {pretrained}", "pass an existing checkpoint"
-        )
-    try:
-        clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained)
-    except Exception as exc:
-        raise DataMissingError(
-            f"could not load open_clip {model} weights {weights!r}: {exc}",
-            "with no internet, pass a local checkpoint file with --weights",
-        ) from exc
+    local = pretrained is not None and (Path(pretrained).suffix or Path(pretrained).exists())
+    if local:
+        clip, preprocess = _with_local_weights(open_clip, model, Path(pretrained))
+    else:
+        try:
+            clip, _, preprocess = open_clip.create_model_and_transforms(
+                model, pretrained=pretrained
+            )
+        except Exception as exc:  # hub unreachable, unknown tag, ...
+            raise DataMissingError(
+                f"could not load open_clip {model} weights {weights!r}: {exc}",
+                "with no internet, pass a local checkpoint file with --weights",
+            ) from exc
     weights_id = (
         "random"
         if pretrained is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -45,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clbench: error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  fix: {exc.hint}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (``clbench run --json | head``): whatever was to be
+        # stored is stored; stdout is pointed at /dev/null so exiting flushes nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("clbench: error: the output was closed before it was all written", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -9,6 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from clbench.errors import ConfigError
+
 DEFAULT_EXPECTED = Path("leaderboards") / "expected.csv"
 
 
@@ -36,6 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="results store to read and add runs to (default leaderboards/runs or $CLBENCH_RESULTS); "
         "CI passes a fresh temporary folder so every row is run by the code under test",
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on an unreadable stored record instead of skipping it with a warning",
+    )
     p.add_argument("--rerun", action="store_true", help="ignore stored runs: run every row now")
     p.add_argument(
         "--update",
@@ -48,24 +55,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def check_command(args: argparse.Namespace) -> int:
     from clbench.paths import results_root
-    from clbench.regression import evaluate, gather_runs, read_expected, write_expected
+    from clbench.regression import (
+        check_rewritable,
+        evaluate,
+        gather_runs,
+        read_expected,
+        updated_values,
+        write_expected,
+    )
     from clbench.results import ResultsStore
 
     path = Path(args.expected)
     expectations = read_expected(path, allow_empty_values=args.update)
     store = ResultsStore(Path(args.runs) if args.runs else results_root())
+    if args.update:
+        check_rewritable(path)  # before the runs, not after them
     runs = gather_runs(
         expectations,
         store,
         rerun=args.rerun or args.update,
+        strict=args.strict,
         say=lambda text: print(f"clbench check: {text}", file=sys.stderr),
     )
     console = Console(width=None if sys.stdout.isatty() else 200)
     if args.update:
-        new = {(e.key, e.metric): 100.0 * runs[e.key].metrics[e.metric] for e in expectations}
+        new, undefined = updated_values(expectations, runs)
         print_update(console, expectations, new)
         write_expected(path, expectations, new)
         console.print(f"updated {path}")
+        if undefined:  # the runs are stored and the other rows written: nothing is lost
+            raise ConfigError(
+                f"{len(undefined)} row(s) of {path} were left unchanged because their run does "
+                "not define the metric: "
+                + "; ".join(
+                    f"line {e.line} {e.metric} (run {runs[e.key].run_id})" for e in undefined
+                ),
+                "remove those rows: fwt needs unseen-task evaluation, forgetting needs 2+ tasks",
+            )
         return 0
     outcomes = evaluate(expectations, runs)
     print_outcomes(console, outcomes)
@@ -98,7 +124,10 @@ def _key_cells(e) -> list[str]:
 
 
 def print_outcomes(console: Console, outcomes) -> None:
-    table = Table(title="regression check (points; change < 0 is worse)")
+    table = Table(
+        title="regression check (points; change < 0 is worse; REGRESSED when the change, "
+        "rounded to 0.01 as shown, is below -tolerance)"
+    )
     for column in ("status", "scenario", "method", "backbone", "seed", "options", "metric"):
         table.add_column(column)
     for column in ("expected", "tolerance", "measured", "change"):
@@ -129,6 +158,13 @@ def print_update(console: Console, expectations, new: dict) -> None:
     for e in expectations:
         value = new[(e.key, e.metric)]
         old = "-" if e.value is None else f"{e.value:.2f}"
-        diff = "new" if e.value is None else f"{value - e.value:+.2f}"
-        table.add_row(*_key_cells(e), old, f"{value:.2f}", diff)
+        shown = "-" if value is None else f"{value:.2f}"
+        diff = (
+            "unchanged"
+            if value == e.value
+            else "new"
+            if e.value is None
+            else f"{value - e.value:+.2f}"
+        )
+        table.add_row(*_key_cells(e), old, shown, diff)
     console.print(table)

@@ -22,6 +22,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "dataset", nargs="?", help="dataset name (see `clbench fetch` without arguments)"
     )
     p.add_argument("--data-root", default=None, help="folder for the datasets (also $CLBENCH_DATA)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds a silent connection is waited for before a retry (default 30)",
+    )
+    p.add_argument(
+        "--retries", type=int, default=None, help="retries after a failed transfer (default 3)"
+    )
     p.set_defaults(func=fetch_command)
 
 
@@ -38,10 +47,10 @@ def fetch_command(args: argparse.Namespace) -> int:
     from clbench.paths import using_data_root
 
     with using_data_root(args.data_root):
-        return _fetch(args.dataset)
+        return _fetch(args.dataset, args.timeout, args.retries)
 
 
-def _fetch(dataset: str | None) -> int:
+def _fetch(dataset: str | None, timeout_arg: float | None, retries_arg: int | None) -> int:
     from clbench.paths import data_root
     from clbench.scenarios.readers.base import fetch_dataset
 
@@ -57,5 +66,15 @@ def _fetch(dataset: str | None) -> int:
             table.add_row(name, spec.title, present, source)
         Console().print(table)
         return 0
-    print(f"{dataset}: {fetch_dataset(dataset)}")
+    from clbench import download
+    from clbench.errors import ConfigError
+
+    timeout = download.TIMEOUT if timeout_arg is None else timeout_arg
+    retries = download.RETRIES if retries_arg is None else retries_arg
+    if not (timeout > 0 and timeout != float("inf")) or retries < 0:
+        raise ConfigError(
+            f"--timeout must be > 0 seconds and --retries >= 0 (got {timeout:g}, {retries})",
+            "e.g. --timeout 20 --retries 2",
+        )
+    print(f"{dataset}: {fetch_dataset(dataset, timeout=timeout, retries=retries)}")
     return 0

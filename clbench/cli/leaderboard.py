@@ -30,6 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--out", default=str(DEFAULT_SITE), help=f"output folder (default {DEFAULT_SITE})"
     )
     p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on an unreadable stored record instead of skipping it with a warning",
+    )
+    p.add_argument(
         "--redraw",
         action="store_true",
         help="redraw every figure instead of reusing those already in --out",
@@ -46,7 +51,7 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     from clbench.results import ResultsStore
 
     store = ResultsStore(Path(args.runs) if args.runs else results_root())
-    results = store.all()
+    results = store.all(args.strict)
     if not results:
         raise ClbenchError(
             f"no stored runs in {store.root}", "run `clbench run` first, or pass --runs DIR"

@@ -38,8 +38,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--csv", default=None, metavar="PATH", help="write every column as CSV ('-' for stdout)"
     )
     p.add_argument("--parquet", default=None, metavar="PATH", help="write every column as Parquet")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on an unreadable stored record instead of skipping it with a warning",
+    )
     p.add_argument("--all-columns", action="store_true", help="print every column, not a summary")
     p.set_defaults(func=results_command)
+
+
+def writable_target(path: Path) -> None:
+    """An export target must be a file in an existing folder (checked before work)."""
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder", "give a file name, e.g. runs.csv")
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"the folder {path.parent} does not exist", f"create it first: mkdir -p {path.parent}"
+        )
+
+
+def _export(write, target: str) -> None:
+    try:
+        write()
+    except OSError as exc:
+        raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
 
 def results_command(args: argparse.Namespace) -> int:
@@ -49,7 +71,11 @@ def results_command(args: argparse.Namespace) -> int:
     from clbench.paths import results_root
     from clbench.results import ResultsStore
 
-    frame = runs_frame(ResultsStore(Path(args.runs) if args.runs else results_root()).all())
+    for target in (args.csv, args.parquet):  # refused before anything is read
+        if target and target != "-":
+            writable_target(Path(target))
+    store = ResultsStore(Path(args.runs) if args.runs else results_root())
+    frame = runs_frame(store.all(args.strict))
     if args.scenario:
         frame = frame[
             (frame["scenario"] == args.scenario) | (frame["scenario_name"] == args.scenario)
@@ -59,10 +85,10 @@ def results_command(args: argparse.Namespace) -> int:
     if args.csv == "-":
         print(frame.to_csv(index=False), end="")
     elif args.csv:
-        frame.to_csv(args.csv, index=False)
+        _export(lambda: frame.to_csv(args.csv, index=False), args.csv)
     if args.parquet:
         try:
-            frame.to_parquet(args.parquet, index=False)
+            _export(lambda: frame.to_parquet(args.parquet, index=False), args.parquet)
         except ImportError as exc:
             raise ConfigError(
                 f"Parquet export needs pyarrow: {exc}", "pip install pyarrow"

@@ -6,9 +6,17 @@ import argparse
 import sys
 
 from clbench.cli._tables import print_run_summary
+from clbench.errors import ConfigError
 from clbench.options import merge_options, parse_sets, read_config
 from clbench.results import ResultsStore
-from clbench.runner import DEFAULT_BACKBONE, DEFAULT_METHOD, DEFAULT_SCENARIO, RunSpec, run
+from clbench.runner import (
+    DEFAULT_BACKBONE,
+    DEFAULT_METHOD,
+    DEFAULT_SCENARIO,
+    RUN_OPTIONS,
+    RunSpec,
+    run,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -103,6 +111,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
     config = read_config(args.config) if args.config else {}
     run_cfg = config.get("run", {})
+    for section in ("run", "method", "scenario"):
+        if not isinstance(config.get(section, {}), dict):
+            raise ConfigError(f"config file {args.config}: [{section}] must be a table of options")
+    unknown = sorted(set(run_cfg) - set(RUN_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"config file {args.config}: [run] has no option {', '.join(unknown)}",
+            f"valid [run] options: {', '.join(RUN_OPTIONS)}",
+        )
     method_opts, scenario_opts = parse_sets(args.sets)
     method_opts = merge_options(config.get("method", {}), method_opts)
     scenario_opts = merge_options(config.get("scenario", {}), scenario_opts)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clbench import download
 from clbench.data import FileLoader, Samples
 from clbench.download import RemoteFile, fetch_files
 from clbench.errors import ClbenchError, ConfigError, DataMissingError
@@ -86,7 +87,12 @@ def locate(spec: DatasetSpec) -> Path:
     return root
 
 
-def fetch_dataset(name: str, quiet: bool = False) -> Path:
+def fetch_dataset(
+    name: str,
+    quiet: bool = False,
+    timeout: float = download.TIMEOUT,
+    retries: int = download.RETRIES,
+) -> Path:
     """Download, verify and unpack a dataset into the data root (no-op when present)."""
     if name not in DATASETS:
         raise ConfigError(
@@ -98,7 +104,7 @@ def fetch_dataset(name: str, quiet: bool = False) -> Path:
         return root
     if spec.manual:
         raise missing(spec, root)
-    fetch_files(spec.files, root, quiet=quiet)
+    fetch_files(spec.files, root, quiet=quiet, timeout=timeout, retries=retries)
     if not (root / spec.marker).exists():
         raise ClbenchError(
             f"{spec.title} was downloaded but {root / spec.marker} is still missing",
