@@ -183,7 +183,7 @@ class Evaluator:
 
     # -- checkpoints ------------------------------------------------------------------------
     def _checkpoint(self, step: int, result: Evaluation) -> None:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or not self.learner.checkpointable:
             return
         state: dict[str, Any] = {
             "step": step,
@@ -206,8 +206,8 @@ class Evaluator:
                 old.unlink()
 
     def _restore(self, result: Evaluation) -> int:
-        if self.checkpoint_dir is None:
-            return 0
+        if self.checkpoint_dir is None or not self.learner.checkpointable:
+            return 0  # such a learner's interrupted run starts over
         numbered = (re.fullmatch(r"task(\d+)\.pt", p.name) for p in self.checkpoint_dir.glob("*"))
         saved = [self.checkpoint_dir / m[0] for m in sorted(filter(None, numbered), key=_step)]
         if not saved:

@@ -46,6 +46,9 @@ class Learner(ABC):
     modalities: ClassVar[frozenset[str]] = frozenset({"image"})
     uses_task_id: ClassVar[bool] = False
     needs_task_id: ClassVar[bool] = False
+    #: Whether per-task checkpoints can hold its state (``--resume`` continues after the
+    #: last task); a learner whose state the safe checkpoint loader cannot admit restarts.
+    checkpointable: ClassVar[bool] = True
 
     def setup(self, ctx: RunContext) -> None:
         """Receive the run's shared resources (backbone, feature cache, device)."""

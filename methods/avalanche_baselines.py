@@ -32,7 +32,6 @@ tuned on any test set.
 
 from __future__ import annotations
 
-import copy
 import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -157,6 +156,10 @@ class AvalancheLearner(Learner):
     """A clbench learner driving one Avalanche strategy (see the module docstring)."""
 
     strategy_name: ClassVar[str]
+    # Strategies keep Avalanche datasets, transforms and live iterators in their plugins,
+    # which the safe checkpoint loader (clbench.checkpoint) does not unpickle: an
+    # interrupted run of an Avalanche baseline starts over instead of resuming.
+    checkpointable = False
 
     def __init__(self, **options: Any) -> None:
         signature = inspect.signature(type(self))
@@ -341,29 +344,6 @@ class AvalancheLearner(Learner):
                 "buffer_after_task": self.memory_sizes,
             },
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything, the strategy included (model, optimiser, plugins' memories).
-
-        A-GEM keeps a live iterator over its memory, which cannot be pickled; the
-        checkpoint holds the strategy without it and ``load_state_dict`` starts a
-        fresh one, as the running strategy has after every task (A-GEM builds it at
-        the end of each task, and checkpoints are taken after a task).
-        """
-        iterators = {id(p.buffer_dliter): None for p in self._plugins_with("buffer_dliter")}
-        state = {k: v for k, v in vars(self).items() if k != "ctx"}
-        return copy.deepcopy(state, memo=iterators)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        for plugin in self._plugins_with("buffer_dliter"):
-            loader = plugin.buffer_dataloader
-            plugin.buffer_dliter = iter(loader) if loader is not None else iter([])
-
-    def _plugins_with(self, attribute: str) -> list[Any]:
-        plugins = [] if self.strategy is None else getattr(self.strategy, "plugins", [])
-        return [p for p in plugins if hasattr(p, attribute)]
-
 
 def _register(name: str) -> None:
     spec = STRATEGIES[name]

@@ -111,8 +111,9 @@ def test_method_checkpoints_and_resumes_to_the_same_numbers(name, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_method(name, scenario, tmp_path, on_task_end=stop_after_task_0)
-    _, resumed = run_method(name, scenario, tmp_path, resume=True)
-    assert resumed.resumed_from == 1
+    learner, resumed = run_method(name, scenario, tmp_path, resume=True)
+    # A learner the safe checkpoints cannot hold starts over, to the same numbers.
+    assert resumed.resumed_from == (1 if learner.checkpointable else None)
     np.testing.assert_array_equal(resumed.scores, full.scores)
 
 
