@@ -82,6 +82,10 @@ class Evaluator:
                 f"{type(self.learner).__name__}.predict scored {scores.shape[1]} classes "
                 f"after task {step}, but only {expected_width} have been seen"
             )
+        # Stand-in for the contract's evaluator-side hook (issue 10): the truth, after predict.
+        hook = getattr(self.learner, "on_tested", None)
+        if hook is not None:
+            hook(step, test_index, task.test, scores)
         predictions = scores.argmax(dim=1).cpu().numpy()
         return int((predictions == task.test.labels).sum())
 

@@ -167,8 +167,8 @@ class EAR(Learner):
         return {**record, "decision": "grow"}
 
     # -- growth ---------------------------------------------------------------------------
-    def grow(self, features: torch.Tensor, labels: np.ndarray, index: int) -> Branch:
-        dim = features.shape[1]
+    def search(self, features: torch.Tensor, index: int) -> tuple[list[dict], int]:
+        """Candidates ranked by the zero-shot proxy on task ``index``'s features, and the budget."""
         encoder = count_parameters(self.ctx.backbone, trainable_only=False)
         budget = int(self.budget * encoder)
         candidates = search_space(self.widths, self.depths)
@@ -182,6 +182,11 @@ class EAR(Learner):
                 f"({self.budget:g} x {encoder:,} encoder parameters)",
                 "raise --set budget= or add smaller --set widths=",
             )
+        return ranked, budget
+
+    def grow(self, features: torch.Tensor, labels: np.ndarray, index: int) -> Branch:
+        dim = features.shape[1]
+        ranked, budget = self.search(features, index)
         chosen = ranked[0]
         adaptor = Candidate(tuple(chosen["widths"])).build(dim, chosen["seed"])
         log = self.train_adaptor(adaptor, features, labels, index)
