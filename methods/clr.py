@@ -30,6 +30,7 @@ inferred task was the input's own.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ import torch
 from torch import nn
 
 from clbench.backbones import Backbone
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.errors import ConfigError
 from clbench.features import embed_samples
 from clbench.learner import Learner
@@ -52,7 +53,13 @@ from clbench.methods.peft.reprogram import (
 )
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig, classification_step, fit, image_batches
+from clbench.training import (
+    TrainConfig,
+    classification_step,
+    fit,
+    image_batches,
+    resolve_train,
+)
 
 #: Score of classes outside the selected task's head (finite, so sums stay defined).
 EXCLUDED = -1e9
@@ -82,7 +89,7 @@ class CLR(Learner):
         self,
         variant: str = "reduced",
         l2: float = 1e-5,
-        train: TrainConfig | None = None,
+        train: TrainConfig | dict | None = None,
     ) -> None:
         if variant not in VARIANTS:
             raise ConfigError(
@@ -90,8 +97,9 @@ class CLR(Learner):
             )
         self.variant = variant
         self.l2 = l2
-        self.train = train or self.default_train()
-        self.train.milestones = step_milestones(self.train.epochs)
+        train = resolve_train(self.default_train(), train)
+        # a copy: the caller's TrainConfig is not edited
+        self.train = dataclasses.replace(train, milestones=step_milestones(train.epochs))
         self.backbone: Backbone | None = None
         self.heads = nn.ModuleList()
         self.head_classes: list[np.ndarray] = []
@@ -99,6 +107,7 @@ class CLR(Learner):
         self.per_task: list[dict[str, Any]] = []
         self.inference: list[dict[str, Any]] = []
         self.last_choice: np.ndarray | None = None
+        self.inferred = False
 
     @staticmethod
     def default_train() -> TrainConfig:
@@ -171,7 +180,7 @@ class CLR(Learner):
 
     # -- prediction -----------------------------------------------------------------------
     @torch.no_grad()
-    def task_logits(self, samples: Samples, task: int) -> torch.Tensor:
+    def task_logits(self, samples: Samples | Inputs, task: int) -> torch.Tensor:
         """Logits of task ``task``'s head through task ``task``'s reprogrammed network."""
         assert self.backbone is not None, "predict() called before learn()"
         set_task(self.backbone.model, task)
@@ -186,14 +195,15 @@ class CLR(Learner):
         ).float()
 
     @torch.no_grad()
-    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
-        n = len(samples)
+    def predict(self, inputs: Inputs, task_id: int | None = None) -> torch.Tensor:
+        n = len(inputs)
+        self.inferred = task_id is None
         if task_id is not None:
             choice = np.full(n, task_id)
-            log_probs = {task_id: self.task_logits(samples, task_id).log_softmax(1)}
+            log_probs = {task_id: self.task_logits(inputs, task_id).log_softmax(1)}
         else:
             log_probs = {
-                t: self.task_logits(samples, t).log_softmax(1) for t in range(len(self.heads))
+                t: self.task_logits(inputs, t).log_softmax(1) for t in range(len(self.heads))
             }
             confidence = torch.stack([lp.max(1).values for lp in log_probs.values()], dim=1)
             choice = confidence.argmax(1).numpy()
@@ -209,7 +219,7 @@ class CLR(Learner):
         self, step: int, task_index: int, samples: Samples, outputs: torch.Tensor
     ) -> None:
         """Task-inference accuracy: how often the chosen task was the input's own (truth from the evaluator)."""
-        if self.last_choice is None or task_index >= len(self.heads):
+        if self.last_choice is None or not self.inferred or task_index >= len(self.heads):
             return
         self.inference.append(
             {

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.errors import ConfigError
 from clbench.kernels import ClassStats, class_stats, prototype_scores
 from clbench.learner import Learner
@@ -68,7 +68,7 @@ from clbench.methods.zeronas import (
 )
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig, fit, tensor_batches
+from clbench.training import TrainConfig, fit, resolve_train, tensor_batches
 
 #: Score of classes the routed adaptor has no prototype for.
 EXCLUDED = -1e9
@@ -110,7 +110,7 @@ class EAR(Learner):
         widths: tuple[int, ...] | list[int] = (32, 64, 128, 256),
         depths: tuple[int, ...] | list[int] = (1, 2),
         proxy_batch: int = 64,
-        train: TrainConfig | None = None,
+        train: TrainConfig | dict | None = None,
     ) -> None:
         if not 0 < quantile < 1 or not 0 < id_fraction <= 1 or budget <= 0:
             raise ConfigError(
@@ -125,7 +125,7 @@ class EAR(Learner):
         self.widths = tuple(widths)
         self.depths = tuple(depths)
         self.proxy_batch = proxy_batch
-        self.train = train or self.default_train()
+        self.train = resolve_train(self.default_train(), train)
         self.projector: HyperProjector | None = None
         self.branches: list[Branch] = []
         self.adaptor_of_task: list[int] = []
@@ -263,12 +263,12 @@ class EAR(Learner):
         self.decisions.append(decision)
 
     @torch.no_grad()
-    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
+    def predict(self, inputs: Inputs, task_id: int | None = None) -> torch.Tensor:
         assert self.projector is not None, "predict() called before learn()"
-        features = self.ctx.frozen_features(samples).float()
+        features = self.ctx.frozen_features(inputs).float()
         routes = self.adaptor_scores(self.projector.encode(features)).argmax(1)
         self.last_routes = routes.numpy()
-        scores = torch.full((len(samples), self.seen_classes), EXCLUDED)
+        scores = torch.full((len(inputs), self.seen_classes), EXCLUDED)
         for a, branch in enumerate(self.branches):
             rows = torch.nonzero(routes == a).flatten()
             if len(rows) == 0:

@@ -116,7 +116,7 @@ def test_earlier_tasks_parameters_are_bit_identical_after_later_tasks():
     fresh = reprogram.reprogram_kernel(wrapper.conv.out_channels).weight
     assert not torch.equal(wrapper.slots[2].weight, fresh)
     # task-incremental: task 0's accuracy is the same after every later task
-    correct = evaluation.correct
+    correct = evaluation.scores
     assert correct[0, 0] == correct[1, 0] == correct[2, 0]
 
 
