@@ -139,9 +139,15 @@ def sweep(args) -> None:
 
 
 def load(path: Path) -> list[dict]:
+    """The stored rows, the first one of each (scenario, method) where a run was repeated."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows: dict[tuple[str, str], dict] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows.setdefault((row["scenario"], row["method"]), row)
+    return list(rows.values())
 
 
 def proxy_tau(args) -> dict:
