@@ -10,10 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbench.learner import seed_everything
+from clbench.methods.alignment import ClassGaussians, GaussianReplay
 from clbench.methods.mos import (
     MOS,
-    ClassGaussians,
-    GaussianReplay,
     contrastive_loss,
     ema_merge,
     mean_parameters,
