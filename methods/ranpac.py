@@ -34,7 +34,7 @@ from clbench.registry import register_method
 from clbench.scenario import TrainTask
 from clbench.training import TrainConfig
 
-FIRST_SESSION = ("adapter", "none")
+FIRST_SESSION = ("adapter", "frozen")
 RIDGES = tuple(10.0**k for k in range(-8, 9))
 
 

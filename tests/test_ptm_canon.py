@@ -29,7 +29,7 @@ DEPTH = 5  # DualPrompt's E-prompts and CODA's prefixes go up to block 4
 # -- RanPAC -----------------------------------------------------------------------------------
 def test_ranpac_incremental_gram_equals_batch_gram():
     torch.manual_seed(0)
-    learner = RanPAC(first_session="none", projection_dim=40, ridges=(0.1, 1.0, 10.0))
+    learner = RanPAC(first_session="frozen", projection_dim=40, ridges=(0.1, 1.0, 10.0))
     learner.ctx = tiny_context()
     f1, f2 = torch.randn(30, 8), torch.randn(24, 8) + 0.5
     y1, y2 = torch.randint(0, 3, (30,)), torch.randint(3, 5, (24,))
