@@ -26,6 +26,7 @@ from clbench.methods.peft.prompts import ComponentPool, PrefixAttention, attach_
 from clbench.methods.prompting import PromptLearner
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
+from clbench.training import TrainConfig
 
 
 @register_method("coda_prompt")
@@ -41,16 +42,14 @@ class CODAPrompt(PromptLearner):
         layers: tuple[int, ...] = (0, 1, 2, 3, 4),
         ortho_weight: float = 0.0,
         num_tasks: int = 10,
-        epochs: int = 50,
-        lr: float = 0.001,
-        batch_size: int = 128,
+        train: TrainConfig | dict | None = None,
     ) -> None:
         if length < 2 or length % 2 or pool_size < num_tasks or num_tasks < 1:
             raise ConfigError(
                 "CODA-Prompt needs an even length >= 2 and pool_size >= num_tasks >= 1, got "
                 f"length={length}, pool_size={pool_size}, num_tasks={num_tasks}"
             )
-        super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, schedule="cosine")
+        super().__init__(train)
         self.pool_size = pool_size
         self.length = length
         self.layers = tuple(layers)
@@ -58,6 +57,17 @@ class CODAPrompt(PromptLearner):
         self.num_tasks = num_tasks
         self.pools: nn.ModuleDict | None = None
         self.attention: dict[int, PrefixAttention] = {}
+
+    @staticmethod
+    def default_train() -> TrainConfig:
+        return TrainConfig(
+            epochs=50,
+            lr=0.001,
+            optimizer="adam",
+            weight_decay=0.0,
+            schedule="cosine",
+            batch_size=128,
+        )
 
     def build(self, net: Backbone, query_dim: int) -> list[nn.Parameter]:
         model = net.model

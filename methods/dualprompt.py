@@ -24,6 +24,7 @@ from clbench.methods.peft.prompts import PrefixAttention, PromptPool, attach_pre
 from clbench.methods.prompting import PromptLearner
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
+from clbench.training import TrainConfig
 
 
 @register_method("dualprompt")
@@ -40,16 +41,14 @@ class DualPrompt(PromptLearner):
         e_layers: tuple[int, ...] = (2, 3, 4),
         pool_size: int = 10,
         pull_weight: float = 0.1,
-        epochs: int = 10,
-        lr: float = 0.001,
-        batch_size: int = 24,
+        train: TrainConfig | dict | None = None,
     ) -> None:
         if set(g_layers) & set(e_layers):
             raise ConfigError(
                 f"g_layers {list(g_layers)} and e_layers {list(e_layers)} overlap",
                 "give the G- and E-prompts different blocks",
             )
-        super().__init__(epochs=epochs, lr=lr, batch_size=batch_size)
+        super().__init__(train)
         self.g_length = g_length
         self.g_layers = tuple(g_layers)
         self.e_length = e_length
@@ -60,6 +59,17 @@ class DualPrompt(PromptLearner):
         self.pool: PromptPool | None = None
         self.layers: dict[int, PrefixAttention] = {}
         self.last_selection: torch.Tensor | None = None
+
+    @staticmethod
+    def default_train() -> TrainConfig:
+        return TrainConfig(
+            epochs=10,
+            lr=0.001,
+            optimizer="adam",
+            weight_decay=0.0,
+            schedule="constant",
+            batch_size=24,
+        )
 
     def build(self, net: Backbone, query_dim: int) -> list[nn.Parameter]:
         model = net.model

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.errors import ConfigError
 from clbench.kernels import prototype_scores
 from clbench.learner import Learner
@@ -41,7 +41,7 @@ from clbench.methods.peft.common import count_parameters
 from clbench.methods.vit_common import AdapterView, TaskAdapters, old_class_count, trainable_vit
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig, classification_step, fit, image_batches
+from clbench.training import TrainConfig, classification_step, fit, image_batches, resolve_train
 
 
 def complement_prototypes(prototypes: torch.Tensor, class_task: torch.Tensor) -> torch.Tensor:
@@ -85,23 +85,18 @@ def ease_scores(
 class EASE(Learner):
     """One adapter per task on a frozen ViT, concatenated subspaces, complemented prototypes."""
 
+    # Every task must bring new classes: a subspace per task spans that task's classes.
+    protocols = frozenset({"class-incremental", "task-incremental"})
+
     def __init__(
         self,
-        epochs: int = 20,
-        lr: float = 0.05,
-        batch_size: int = 16,
-        weight_decay: float = 0.005,
-        momentum: float = 0.9,
         bottleneck: int = 64,
         adapter_scale: float = 0.1,
         dropout: float = 0.1,
         alpha: float = 0.1,
+        train: TrainConfig | dict | None = None,
     ) -> None:
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
-        self.momentum = momentum
+        self.train = resolve_train(self.default_train(), train)
         self.bottleneck = bottleneck
         self.adapter_scale = adapter_scale
         self.dropout = dropout
@@ -113,10 +108,23 @@ class EASE(Learner):
         self.tasks_learned = 0
         self.run_id = uuid.uuid4().hex[:12]
 
+    @staticmethod
+    def default_train() -> TrainConfig:
+        """Each task's adapter schedule (PILOT ImageNet-R: init and later sessions alike)."""
+        return TrainConfig(
+            epochs=20,
+            lr=0.05,
+            optimizer="sgd",
+            momentum=0.9,
+            weight_decay=0.005,
+            schedule="cosine",
+            batch_size=16,
+        )
+
     def new_adapter(self, dim: int) -> Adapter:
         return Adapter(dim, self.bottleneck, self.adapter_scale, self.dropout)
 
-    def features(self, index: int, samples: Samples) -> torch.Tensor:
+    def features(self, index: int, samples: Samples | Inputs) -> torch.Tensor:
         """Embeddings with task ``index``'s frozen adapter (cached in memory for the run)."""
         view = AdapterView(self.net, self.blocks, index)
         return self.ctx.features(view, f"ease-{self.run_id}/adapter{index}", samples, persist=False)
@@ -161,17 +169,8 @@ class EASE(Learner):
         batches = image_batches(
             task.train,
             self.net.transform(train=True),
-            self.batch_size,
+            self.train.batch_size,
             seed=self.ctx.seed + task.index,
-        )
-        cfg = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            optimizer="sgd",
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            schedule="cosine",
-            batch_size=self.batch_size,
         )
         classify = classification_step(model, device)
 
@@ -183,7 +182,7 @@ class EASE(Learner):
             [p for b in self.blocks for p in b.current.parameters()] + list(head.parameters()),
             batches,
             step,
-            cfg,
+            self.train,
             device,
             desc=f"ease task {task.index}",
             modules=[model],
@@ -193,11 +192,11 @@ class EASE(Learner):
             block.snapshot()
 
     @torch.no_grad()
-    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
+    def predict(self, inputs: Inputs, task_id: int | None = None) -> torch.Tensor:
         assert self.tasks_learned, "predict() called before learn()"
         device = self.ctx.device
         features = torch.stack(
-            [self.features(k, samples) for k in range(self.tasks_learned)], dim=1
+            [self.features(k, inputs) for k in range(self.tasks_learned)], dim=1
         ).to(device)
         return ease_scores(features, self.prototypes.to(device), self.class_task, self.alpha).cpu()
 

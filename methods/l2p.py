@@ -25,6 +25,7 @@ from clbench.errors import ConfigError
 from clbench.methods.peft.prompts import InputPrompts, PromptPool, attach_input_prompts
 from clbench.methods.prompting import PromptLearner
 from clbench.registry import register_method
+from clbench.training import TrainConfig
 
 
 @register_method("l2p")
@@ -39,16 +40,14 @@ class L2P(PromptLearner):
         length: int = 5,
         top_k: int = 5,
         pull_weight: float = 0.1,
-        epochs: int = 10,
-        lr: float = 0.001875,
-        batch_size: int = 32,
+        train: TrainConfig | dict | None = None,
     ) -> None:
         if not 0 < top_k <= pool_size or length <= 0:
             raise ConfigError(
                 f"L2P needs 0 < top_k <= pool_size and length > 0, got top_k={top_k}, "
                 f"pool_size={pool_size}, length={length}"
             )
-        super().__init__(epochs=epochs, lr=lr, batch_size=batch_size)
+        super().__init__(train)
         self.pool_size = pool_size
         self.length = length
         self.top_k = top_k
@@ -56,6 +55,17 @@ class L2P(PromptLearner):
         self.pool: PromptPool | None = None
         self.inputs: InputPrompts | None = None
         self.last_selection: torch.Tensor | None = None
+
+    @staticmethod
+    def default_train() -> TrainConfig:
+        return TrainConfig(
+            epochs=10,
+            lr=0.001875,
+            optimizer="adam",
+            weight_decay=0.0,
+            schedule="constant",
+            batch_size=32,
+        )
 
     def build(self, net: Backbone, query_dim: int) -> list[nn.Parameter]:
         model = net.model

@@ -9,9 +9,10 @@ and says how a batch is embedded (``embed_batch``: features and an auxiliary
 loss). The loss is the cross-entropy over the current task's classes (old
 logits masked, the ``train_mask`` of L2P and DualPrompt) plus that term.
 
-Defaults shared by the three: Adam (betas 0.9, 0.999), no weight decay, a new
-optimiser per task; the per-method rates, batch sizes, epochs and schedules are
-those of PILOT's ImageNet-R configurations.
+Training options are the nested ``train`` (``--set train.lr=...``); each
+method's ``default_train`` is its PILOT ImageNet-R configuration: Adam (betas
+0.9, 0.999), no weight decay, a new optimiser per task, and the method's rate,
+batch size, epochs and schedule.
 """
 
 from __future__ import annotations
@@ -23,19 +24,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from clbench.backbones import Backbone
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.learner import Learner
-from clbench.methods.linear import grow_linear
+from clbench.methods.heads import grow_linear
 from clbench.methods.peft.common import count_parameters
 from clbench.methods.vit_common import masked_cross_entropy, old_class_count, trainable_vit
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig, fit, to_device
+from clbench.training import TrainConfig, fit, resolve_train, to_device
 
 
 class IndexedImages(Dataset):
     """(image tensor, row index) of samples: the index picks the row's cached query (and label)."""
 
-    def __init__(self, samples: Samples, transform) -> None:
+    def __init__(self, samples: Samples | Inputs, transform) -> None:
         self.samples = samples
         self.transform = transform
 
@@ -51,23 +52,17 @@ class PromptLearner(Learner):
 
     name = "prompt"
 
-    def __init__(
-        self,
-        epochs: int,
-        lr: float,
-        batch_size: int,
-        schedule: str = "constant",
-        weight_decay: float = 0.0,
-    ) -> None:
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.schedule = schedule
-        self.weight_decay = weight_decay
+    def __init__(self, train: TrainConfig | dict | None = None) -> None:
+        self.train = resolve_train(self.default_train(), train)
         self.net: Backbone | None = None
         self.head: nn.Linear | None = None
         self.prompt_params: list[nn.Parameter] = []
         self.tasks_learned = 0
+
+    @staticmethod
+    @abstractmethod
+    def default_train() -> TrainConfig:
+        """The method's training options (PILOT ImageNet-R)."""
 
     @abstractmethod
     def build(self, net: Backbone, query_dim: int) -> list[nn.Parameter]:
@@ -82,11 +77,11 @@ class PromptLearner(Learner):
     def start_task(self, task: TrainTask) -> None:
         """Hook before a task's training (CODA initialises its new components here)."""
 
-    def batches(self, samples: Samples, train: bool, seed: int) -> DataLoader:
+    def batches(self, samples: Samples | Inputs, train: bool, seed: int) -> DataLoader:
         dataset = IndexedImages(samples, self.net.transform(train=train))
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.train.batch_size,
             shuffle=train,
             generator=torch.Generator().manual_seed(seed),
         )
@@ -114,19 +109,11 @@ class PromptLearner(Learner):
             loss = masked_cross_entropy(logits, targets, known)
             return (loss if aux is None else loss + aux), logits, targets
 
-        cfg = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            optimizer="adam",
-            weight_decay=self.weight_decay,
-            schedule=self.schedule,
-            batch_size=self.batch_size,
-        )
         fit(
             list(self.prompt_params) + list(head.parameters()),
             self.batches(task.train, train=True, seed=self.ctx.seed + task.index),
             step,
-            cfg,
+            self.train,
             device,
             desc=f"{self.name} task {task.index}",
             modules=[self.net, head],
@@ -134,14 +121,14 @@ class PromptLearner(Learner):
         self.tasks_learned += 1
 
     @torch.no_grad()
-    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
+    def predict(self, inputs: Inputs, task_id: int | None = None) -> torch.Tensor:
         assert self.head is not None, "predict() called before learn()"
         device = self.ctx.device
-        queries = self.ctx.frozen_features(samples)
+        queries = self.ctx.frozen_features(inputs)
         self.net.eval()
         self.head.eval()
         scores = []
-        for images, index in self.batches(samples, train=False, seed=0):
+        for images, index in self.batches(inputs, train=False, seed=0):
             features, _ = self.embed_batch(
                 to_device(images, device),
                 queries[index].to(device),

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import torch
 
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.errors import ConfigError
 from clbench.kernels import ClassStats, class_stats
 from clbench.methods.adaptation import Adapted, adapt_first_session
-from clbench.methods.frozen import FeatureLearner
+from clbench.methods.base import FeatureLearner
 from clbench.methods.peft import attach_adapters, freeze
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig
+from clbench.training import TrainConfig, resolve_train
 
 FIRST_SESSION = ("adapter", "frozen")
 RIDGES = tuple(10.0**k for k in range(-8, 9))
@@ -85,12 +85,9 @@ class RanPAC(FeatureLearner):
         projection_dim: int = 10_000,
         ridges: tuple[float, ...] = RIDGES,
         holdout: float = 0.2,
-        epochs: int = 10,
-        lr: float = 0.05,
-        batch_size: int = 16,
-        weight_decay: float = 0.005,
         bottleneck: int = 64,
         adapter_scale: float = 0.1,
+        train: TrainConfig | dict | None = None,
     ) -> None:
         if first_session not in FIRST_SESSION:
             raise ConfigError(
@@ -105,10 +102,7 @@ class RanPAC(FeatureLearner):
         self.projection_dim = projection_dim
         self.ridges = tuple(float(r) for r in ridges)
         self.holdout = holdout
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
+        self.train = resolve_train(self.default_train(), train)
         self.bottleneck = bottleneck
         self.adapter_scale = adapter_scale
         self.adapted: Adapted | None = None
@@ -117,24 +111,30 @@ class RanPAC(FeatureLearner):
         self.head: torch.Tensor | None = None
         self.selected: list[dict] = []
 
+    @staticmethod
+    def default_train() -> TrainConfig:
+        """The first-session adaptation's schedule (PILOT ImageNet-R)."""
+        return TrainConfig(
+            epochs=10,
+            lr=0.05,
+            optimizer="sgd",
+            schedule="cosine",
+            batch_size=16,
+            weight_decay=0.005,
+        )
+
     def prepare(self, model: torch.nn.Module) -> None:
         freeze(model)
         attach_adapters(model, bottleneck=self.bottleneck, scale=self.adapter_scale)
 
     def learn(self, task: TrainTask) -> None:
         if self.first_session == "adapter" and self.adapted is None:
-            cfg = TrainConfig(
-                epochs=self.epochs,
-                lr=self.lr,
-                optimizer="sgd",
-                schedule="cosine",
-                batch_size=self.batch_size,
-                weight_decay=self.weight_decay,
+            self.adapted = adapt_first_session(
+                self.ctx, task, self.prepare, self.train, tag="ranpac"
             )
-            self.adapted = adapt_first_session(self.ctx, task, self.prepare, cfg, tag="ranpac")
         super().learn(task)
 
-    def embed(self, samples: Samples) -> torch.Tensor:
+    def embed(self, samples: Samples | Inputs) -> torch.Tensor:
         if self.adapted is not None:
             return self.adapted.features(self.ctx, samples)
         return self.ctx.frozen_features(samples)

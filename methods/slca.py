@@ -20,45 +20,41 @@ describe.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from clbench.backbones import Backbone
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.learner import Learner
 from clbench.methods.alignment import ClassGaussians, align_classifier
-from clbench.methods.linear import grow_linear
+from clbench.methods.heads import grow_linear
 from clbench.methods.peft import count_parameters
 from clbench.methods.vit_common import masked_cross_entropy, old_class_count
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig, TrainLog, fit, image_batches, to_device
+from clbench.training import TrainConfig, TrainLog, fit, image_batches, resolve_train, to_device
 
 
 @register_method("slca")
 class SLCA(Learner):
     """Slow-learning backbone (lr x 1/100), Gaussian classifier alignment after each task."""
 
+    # The alignment normalises logits per task, so every task must bring new classes.
+    protocols = frozenset({"class-incremental", "task-incremental"})
+
     def __init__(
         self,
-        epochs: int = 5,
-        lr: float = 0.01,
         backbone_lr_scale: float = 0.01,
-        batch_size: int = 64,
-        weight_decay: float = 5e-4,
-        momentum: float = 0.9,
         align_epochs: int = 3,
         samples_per_class: int = 256,
         logit_norm: float | None = 0.1,
         covariance_eps: float = 1e-4,
+        train: TrainConfig | dict | None = None,
     ) -> None:
-        self.epochs = epochs
-        self.lr = lr
+        self.train = resolve_train(self.default_train(), train)
         self.backbone_lr_scale = backbone_lr_scale
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
-        self.momentum = momentum
         self.align_epochs = align_epochs
         self.samples_per_class = samples_per_class
         self.logit_norm = logit_norm
@@ -70,18 +66,24 @@ class SLCA(Learner):
         self.logs: list[dict] = []
         self.run_id = uuid.uuid4().hex[:12]
 
-    def config(self, epochs: int, batch_size: int) -> TrainConfig:
-        # PILOT's MultiStepLR at epoch 40: with 5 epochs the rate stays constant.
+    @staticmethod
+    def default_train() -> TrainConfig:
+        """The head's schedule (PILOT ImageNet-R); the backbone runs at ``backbone_lr_scale``
+        of its rate. PILOT's MultiStepLR at epoch 40: with 5 epochs the rate stays constant."""
         return TrainConfig(
-            epochs=epochs,
-            lr=self.lr,
+            epochs=5,
+            lr=0.01,
             optimizer="sgd",
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
+            momentum=0.9,
+            weight_decay=5e-4,
             schedule="multistep",
             milestones=(40,),
-            batch_size=batch_size,
+            batch_size=64,
         )
+
+    def align_config(self) -> TrainConfig:
+        """The alignment: the same optimiser, ``align_epochs``, ``samples_per_class`` per batch."""
+        return replace(self.train, epochs=self.align_epochs, batch_size=self.samples_per_class)
 
     def parameter_groups(self) -> list[dict]:
         """The slow learner: backbone at ``backbone_lr_scale`` x the head's learning rate."""
@@ -109,14 +111,14 @@ class SLCA(Learner):
         batches = image_batches(
             task.train,
             backbone.transform(train=True),
-            self.batch_size,
+            self.train.batch_size,
             seed=self.ctx.seed + task.index,
         )
         log = fit(
             self.parameter_groups(),
             batches,
             step,
-            self.config(self.epochs, self.batch_size),
+            self.train,
             device,
             desc=f"slca task {task.index}",
             modules=[backbone, head],
@@ -130,7 +132,7 @@ class SLCA(Learner):
             aligned: TrainLog = align_classifier(
                 head,
                 self.gaussians,
-                self.config(self.align_epochs, self.samples_per_class),
+                self.align_config(),
                 device,
                 seed=self.ctx.seed + 7919 * (task.index + 1),
                 desc=f"slca task {task.index} alignment",
@@ -140,15 +142,15 @@ class SLCA(Learner):
             record["alignment"] = aligned.to_dict()
         self.logs.append(record)
 
-    def embed(self, samples: Samples, after_task: int) -> torch.Tensor:
+    def embed(self, samples: Samples | Inputs, after_task: int) -> torch.Tensor:
         """Features of the network as it is after ``after_task`` (cached in memory for the run)."""
         extractor = f"slca-{self.run_id}/after-task{after_task}"
         return self.ctx.features(self.backbone.eval(), extractor, samples, persist=False)
 
     @torch.no_grad()
-    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
+    def predict(self, inputs: Inputs, task_id: int | None = None) -> torch.Tensor:
         assert self.head is not None, "predict() called before learn()"
-        features = self.embed(samples, len(self.task_sizes) - 1).to(self.ctx.device)
+        features = self.embed(inputs, len(self.task_sizes) - 1).to(self.ctx.device)
         return self.head.eval()(features).float().cpu()
 
     def trainable_parameters(self) -> int:

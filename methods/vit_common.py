@@ -22,7 +22,7 @@ from torch import nn
 from clbench.backbones import Backbone
 from clbench.context import RunContext
 from clbench.errors import ConfigError
-from clbench.methods.peft.common import freeze, vit_blocks
+from clbench.methods.peft.common import freeze, switched, vit_blocks
 
 
 def masked_cross_entropy(
@@ -93,10 +93,5 @@ class AdapterView(nn.Module):
         self.index = index
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            block.active = self.index
-        try:
+        with switched(self.blocks, active=self.index):
             return self.net(images)
-        finally:
-            for block in self.blocks:
-                block.active = None

@@ -108,11 +108,11 @@ def test_ease_scores_weight_the_own_subspace():
 # -- SLCA -------------------------------------------------------------------------------------
 def test_slca_backbone_learns_slowly():
     ctx = tiny_context()
-    learner = SLCA(lr=0.02, backbone_lr_scale=0.01)
+    learner = SLCA(backbone_lr_scale=0.01, train={"lr": 0.02})
     learner.setup(ctx)
     learner.backbone = ctx.new_backbone()
     learner.head = torch.nn.Linear(learner.backbone.feature_dim, 3)
-    optimizer = make_optimizer(learner.parameter_groups(), learner.config(1, 8))
+    optimizer = make_optimizer(learner.parameter_groups(), learner.train)
     rates = [g["lr"] for g in optimizer.param_groups]
     assert rates == pytest.approx([0.02 * 0.01, 0.02])
     backbone_ids = {id(p) for p in learner.backbone.parameters()}
@@ -186,7 +186,7 @@ def test_coda_components_start_orthogonal_and_old_ones_stay_fixed():
 
 
 def test_coda_refuses_more_tasks_than_its_split():
-    learner = CODAPrompt(pool_size=4, num_tasks=2, epochs=1, batch_size=8)
+    learner = CODAPrompt(pool_size=4, num_tasks=2, train={"epochs": 1, "batch_size": 8})
     learner.setup(tiny_context(DEPTH))
     tasks = [synthetic_task(i, [2 * i, 2 * i + 1], 2 * i + 2, per_class=4)[0] for i in range(3)]
     learner.learn(tasks[0])
@@ -196,13 +196,14 @@ def test_coda_refuses_more_tasks_than_its_split():
 
 
 # -- tiny runs --------------------------------------------------------------------------------
+FAST = {"epochs": 1, "batch_size": 8}
 TINY = {
-    "ranpac": lambda: RanPAC(projection_dim=64, epochs=1, batch_size=8, bottleneck=4),
-    "ease": lambda: EASE(epochs=1, batch_size=8, bottleneck=4),
-    "slca": lambda: SLCA(epochs=1, batch_size=8, align_epochs=1, samples_per_class=8),
-    "l2p": lambda: L2P(epochs=1, batch_size=8, pool_size=4, top_k=2, length=2),
-    "dualprompt": lambda: DualPrompt(epochs=1, batch_size=8, pool_size=3),
-    "coda_prompt": lambda: CODAPrompt(epochs=1, batch_size=8, pool_size=6, num_tasks=2),
+    "ranpac": lambda: RanPAC(projection_dim=64, bottleneck=4, train=FAST),
+    "ease": lambda: EASE(bottleneck=4, train=FAST),
+    "slca": lambda: SLCA(align_epochs=1, samples_per_class=8, train=FAST),
+    "l2p": lambda: L2P(pool_size=4, top_k=2, length=2, train=FAST),
+    "dualprompt": lambda: DualPrompt(pool_size=3, train=FAST),
+    "coda_prompt": lambda: CODAPrompt(pool_size=6, num_tasks=2, train=FAST),
 }
 
 
@@ -223,7 +224,7 @@ def test_method_learns_two_tiny_tasks(name):
 
 
 def test_prompt_methods_select_prompts_from_the_query():
-    learner = DualPrompt(epochs=1, batch_size=8, pool_size=3)
+    learner = DualPrompt(pool_size=3, train={"epochs": 1, "batch_size": 8})
     learner.setup(tiny_context(DEPTH))
     first, test0 = synthetic_task(0, [0, 1], 2, per_class=4)
     learner.learn(first)
