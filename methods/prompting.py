@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from clbench.backbones import Backbone
 from clbench.data import Inputs, Samples
+from clbench.errors import ConfigError
 from clbench.learner import Learner
 from clbench.methods.heads import grow_linear
 from clbench.methods.peft.common import count_parameters
@@ -91,7 +92,13 @@ class PromptLearner(Learner):
         queries = self.ctx.frozen_features(task.train)
         if self.net is None:
             self.net = trainable_vit(self.ctx, self.name)
-            self.prompt_params = self.build(self.net, queries.shape[1])
+            try:
+                self.prompt_params = self.build(self.net, queries.shape[1])
+            except ValueError as exc:  # e.g. a prompt layer this ViT does not have
+                raise ConfigError(
+                    f"{self.name}: {exc}",
+                    "choose prompt layers and sizes that fit this ViT (see the method's options)",
+                ) from exc
             self.net.to(device)
         self.head = grow_linear(self.head, self.net.feature_dim, task.seen_classes).to(device)
         self.start_task(task)

@@ -234,3 +234,16 @@ def test_prompt_methods_select_prompts_from_the_query():
     # The last batch's selection at test time is the nearest key of each query.
     tail = learner.last_selection.cpu()
     assert torch.equal(tail, sims.argmax(dim=1)[-len(tail) :])
+
+
+def test_prompt_methods_refuse_bad_options_clearly():
+    with pytest.raises(ConfigError):
+        L2P(pool_size=4, top_k=5)
+    with pytest.raises(ConfigError):
+        DualPrompt(g_layers=(0, 1), e_layers=(1, 2))
+    with pytest.raises(ConfigError):
+        CODAPrompt(length=3)
+    learner = DualPrompt(e_layers=(2, 3, 9), train={"epochs": 1, "batch_size": 8})
+    learner.setup(tiny_context(DEPTH))
+    with pytest.raises(ConfigError, match="block 9"):
+        learner.learn(synthetic_task(0, [0, 1], 2, per_class=2)[0])
