@@ -84,7 +84,7 @@ class Learner(ABC):
 
     def hyperparameters(self) -> dict[str, Any]:
         """Constructor arguments and the values in force (a nested TrainConfig as a dict)."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        names = list(inspect.signature(type(self)).parameters)
         values = {n: getattr(self, n) for n in names if hasattr(self, n)}
         return {
             n: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v

@@ -56,19 +56,12 @@ def last_accuracy(step_acc: np.ndarray) -> float:
     return float(step_acc[-1])
 
 
-def forgetting(acc: np.ndarray, convention: str = "pilot") -> float:
-    """Average forgetting over the tasks before the last one.
-
-    ``pilot``: max over every step t >= i (the last included) of acc[t, i], minus
-    acc[T, i]; never negative. ``chaudhry`` (Continuum, FACIL): the max runs over
-    steps before the last only, so it can be negative. ``avalanche``:
-    acc[i, i] - acc[T, i].
-    """
+def task_forgetting(acc: np.ndarray, convention: str = "pilot") -> np.ndarray:
+    """Forgetting of each task before the last one, in the conventions of
+    ``forgetting``; NaN for a task whose final accuracy was not measured."""
     acc = np.asarray(acc, dtype=float)
     last = acc.shape[0] - 1
-    if last == 0:
-        return 0.0
-    values = []
+    values = np.full(max(last, 0), np.nan)
     for i in _tested(acc, last):
         if convention == "pilot":
             best = np.nanmax(acc[i:, i])
@@ -80,8 +73,23 @@ def forgetting(acc: np.ndarray, convention: str = "pilot") -> float:
             raise ValueError(
                 f"unknown forgetting convention {convention!r}: use {FORGETTING_CONVENTIONS}"
             )
-        values.append(best - acc[last, i])
-    return float(np.mean(values))
+        values[i] = best - acc[last, i]
+    return values
+
+
+def forgetting(acc: np.ndarray, convention: str = "pilot") -> float:
+    """Average forgetting over the tasks before the last one.
+
+    ``pilot``: max over every step t >= i (the last included) of acc[t, i], minus
+    acc[T, i]; never negative. ``chaudhry`` (Continuum, FACIL): the max runs over
+    steps before the last only, so it can be negative. ``avalanche``:
+    acc[i, i] - acc[T, i].
+    """
+    acc = np.asarray(acc, dtype=float)
+    if acc.shape[0] == 1:
+        return 0.0
+    values = task_forgetting(acc, convention)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 def backward_transfer(acc: np.ndarray) -> float:
@@ -137,8 +145,13 @@ def few_shot_metrics(correct: np.ndarray, counts: np.ndarray) -> dict[str, float
 
 
 def mtil_metrics(acc: np.ndarray) -> dict[str, float]:
-    """MTIL (ZSCL/CoDyRA): Transfer = mean of the zero-shot accuracies above the
-    diagonal, Average = mean over all steps of each task's column, Last = final row."""
+    """MTIL (ZSCL/CoDyRA): Transfer = mean over tasks j > 0 of the mean zero-shot
+    accuracy on j before it is learned (rows i < j), Average = mean over tasks of
+    each task's column mean over all steps, Last = mean of the final row.
+
+    The references compute Transfer with ``np.ma.masked_equal(np.triu(A, 1), 0)``,
+    which also drops any above-diagonal cell that is exactly 0; here a 0 counts
+    (they agree whenever no zero-shot accuracy is exactly 0)."""
     acc = np.asarray(acc, dtype=float)
     n = acc.shape[1]
     transfer = [np.mean(acc[:i, i]) for i in range(1, n)]
@@ -172,6 +185,8 @@ def summarize(
     }
     if evaluate_unseen:
         out["fwt"] = forward_transfer(acc)
+        if np.isfinite(acc).all():  # every task tested after every step
+            out.update({f"mtil_{k}": v for k, v in mtil_metrics(acc).items()})
     if few_shot:
         out.update(few_shot_metrics(correct, counts))
     return out

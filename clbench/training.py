@@ -35,6 +35,11 @@ class TrainConfig:
     gamma: float = 0.1
     warmup_epochs: int = 0
     batch_size: int = 32
+    max_steps: int | None = None
+    """Train for this many optimiser steps instead of ``epochs`` (cycling over the
+    batches; the schedule spans these steps). CoDyRA counts iterations, not epochs."""
+    warmup_steps: int = 0
+    """Warm-up in steps, added to ``warmup_epochs``; for step-counted training."""
     grad_clip: float | None = None
     amp: bool = True  # used only on CUDA
 
@@ -119,9 +124,14 @@ def make_optimizer(params: Iterable[Any], cfg: TrainConfig) -> torch.optim.Optim
     raise ConfigError(f"unknown optimizer {cfg.optimizer!r}", "use sgd, adam or adamw")
 
 
+def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimiser steps ``fit`` takes: ``max_steps`` when set, else whole epochs."""
+    return cfg.max_steps if cfg.max_steps else cfg.epochs * steps_per_epoch
+
+
 def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    total = max(cfg.epochs * steps_per_epoch, 1)
-    warmup = cfg.warmup_epochs * steps_per_epoch
+    total = max(total_steps(cfg, steps_per_epoch), 1)
+    warmup = cfg.warmup_epochs * steps_per_epoch + cfg.warmup_steps
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -150,7 +160,8 @@ def fit(
     modules: Iterable[torch.nn.Module] = (),
     eval_modules: Iterable[torch.nn.Module] = (),
 ) -> TrainLog:
-    """Optimise ``params`` (parameters, or groups as in ``param_groups``) for ``cfg.epochs``.
+    """Optimise ``params`` (parameters, or groups as in ``param_groups``) for ``cfg.epochs``
+    (or ``cfg.max_steps`` optimiser steps).
 
     ``step(batch)`` returns ``(loss, logits, targets)``; logits/targets may be None
     when accuracy is meaningless. ``after_step`` runs after every optimiser step
@@ -171,10 +182,17 @@ def fit(
     for m in eval_modules:
         m.eval()
     log = TrainLog()
+    if cfg.max_steps is not None and cfg.max_steps <= 0:
+        raise ConfigError(f"max_steps must be positive, got {cfg.max_steps}")
+    steps_left = total_steps(cfg, len(batches))
+    epochs = math.ceil(steps_left / max(len(batches), 1))
     try:
-        for epoch in progress(range(cfg.epochs), desc=desc, total=cfg.epochs):
+        for epoch in progress(range(epochs), desc=desc, total=epochs):
             total_loss, seen, correct = 0.0, 0, 0
             for batch in batches:
+                if steps_left == 0:
+                    break  # max_steps reached inside the last pass
+                steps_left -= 1
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     loss, logits, targets = step(batch)
                 optimizer.zero_grad(set_to_none=True)

@@ -126,14 +126,19 @@ def test_published_rows_require_the_same_protocol():
 def test_figures_are_reused_and_redrawn_on_request(runs, tmp_path):
     first = build_site(runs[:2], tmp_path, workers=1)
     again = build_site(runs[:2], tmp_path, workers=1)
-    assert first.figures_reused == 0 and again.figures_reused == 6
+    # 2 runs x 3 figures, and the scenario's 4 (curves, 2 cost scatters, forgetting)
+    assert first.figures_reused == 0 and first.figures_drawn == 10
+    assert again.figures_reused == 10 and again.figures_drawn == 0
+    # A new run changes what the scenario figures show: those 4 and its own 3 are drawn.
+    third = build_site(runs[:3], tmp_path, workers=1)
+    assert third.figures_drawn == 7 and third.figures_reused == 6
     assert build_site(runs[:2], tmp_path, reuse=False, workers=1).figures_reused == 0
 
 
 def test_figures_drawn_in_worker_processes_match(runs, tmp_path):
     many = [fake_result("ncm", seed=s) for s in range(5)]
     summary = build_site(many, tmp_path, workers=2)
-    assert summary.figures_drawn == 16  # 5 runs x 3 + one comparison
+    assert summary.figures_drawn == 19  # 5 runs x 3 + the scenario's 4
     assert all((p.parent / "heatmap.png").exists() for p in summary.run_pages.values())
 
 

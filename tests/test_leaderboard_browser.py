@@ -40,7 +40,10 @@ def chromium(*args: str) -> subprocess.CompletedProcess:
             "--enable-logging=stderr",
             "--v=0",
             "--hide-scrollbars",
-            "--virtual-time-budget=5000",
+            "--virtual-time-budget=8000",
+            # Offline: every host name fails to resolve, so a page that needs the
+            # network (a CDN script) shows it as a console error or a failed check.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
             *args,
         ],
         capture_output=True,
@@ -87,13 +90,24 @@ def test_index_scenario_and_run_pages_load_cleanly(real_site):
     assert console == []
     board = re.search(r'<table id="leaderboard".*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
     assert board.count("<tr") == 2 and "simplecil" in board and "ncm" in board
-    assert images(dom) == {"emoji-cil.png": "yes"}
+    assert images(dom) == {
+        name: "yes"
+        for name in (
+            "emoji-cil.png",
+            "emoji-cil-time.png",
+            "emoji-cil-params.png",
+            "emoji-cil-forgetting.png",
+        )
+    }
+    # plotly (bundled in assets/) drew every chart, so the PNG fallbacks are hidden.
+    assert dom.count('class="chart interactive"') == 4
 
     run_page = next(iter(real_site.run_pages.values()))
     dom, console = open_page(run_page)
     assert console == []
     assert images(dom) == {"heatmap.png": "yes", "curve.png": "yes", "bars.png": "yes"}
     assert '<table id="matrix">' in dom and "split hash" in dom
+    assert "stores no class names" not in dom and "<th>scorer</th><td>accuracy</td>" in dom
 
 
 @pytest.mark.integration
@@ -151,6 +165,133 @@ document.addEventListener("DOMContentLoaded", () => {
     dom, console = open_page(clicked)
     assert console == []
     body = re.search(r'<table id="leaderboard".*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
-    order = re.findall(r"<tr>\s*<td>(\w+)</td>", body)
+    order = re.findall(r"<tr[^>]*>\s*<td>(\w+)</td>", body)
     assert order == ["knn", "simplecil", "ncm"]
     assert 'aria-sort="ascending"' in dom
+
+
+def with_script(page: Path, script: str, name: str) -> Path:
+    """A copy of ``page`` that runs ``script`` after the page loaded, beside it
+    (so its relative links still work)."""
+    copy = page.with_name(name)
+    copy.write_text(page.read_text().replace("</body>", f"<script>{script}</script></body>"))
+    return copy
+
+
+@pytest.fixture(scope="module")
+def three_methods_site(tmp_path_factory):
+    runs = [
+        fake_result("ncm", level=0.7),
+        fake_result("ncm", seed=2, level=0.68),
+        fake_result("knn", level=0.5),
+        fake_result("simplecil", level=0.6),
+        fake_result("simplecil", scenario="imagenet-r", level=0.5, protocol={"init_cls": 20}),
+        fake_result("ncm", scenario="cub200", level=0.8, backbone="vit-b16"),
+        fake_result("knn", level=0.9),
+    ]
+    runs[-1].task_incremental = True  # its own table, never beside the others
+    return build_site(runs, tmp_path_factory.mktemp("site3"), workers=1)
+
+
+def visible_overview(dom: str) -> str:
+    sections = re.findall(r'<section class="overview-view"([^>]*)>(.*?)</section>', dom, re.S)
+    shown = [body for attrs, body in sections if "hidden" not in attrs]
+    assert len(shown) == 1, "exactly one convention x setting table is shown"
+    return shown[0]
+
+
+def test_front_page_has_one_row_per_method_and_one_column_per_scenario(three_methods_site):
+    dom, console = open_page(three_methods_site.index)
+    assert console == []
+    table = visible_overview(dom)
+    assert "sample-weighted" in table.split("</h2>")[0]
+    header = re.search(r"<thead>(.*?)</thead>", table, re.S).group(1)
+    assert re.findall(r'<a href="scenarios/[^"]+">([^<]+)</a>', header) == [
+        "cub200",
+        "emoji-cil",
+        "imagenet-r",
+    ]
+    rows = re.findall(r"<tr data-backbone[^>]*>(.*?)</tr>", table, re.S)
+    labels = [re.search(r"<summary>(.*?)</summary>", r).group(1) for r in rows]
+    # ncm on two backbones is two entries; every other method one.
+    assert sorted(labels) == ["knn", "ncm", "ncm", "simplecil"]
+    assert all(r.count('<td class="num') == 3 for r in rows)  # one cell per scenario
+
+
+def test_front_page_toggles_and_filters(three_methods_site):
+    page = with_script(
+        three_methods_site.index,
+        """window.addEventListener("load", () => {
+  const form = document.getElementById("view");
+  form.elements["convention"][1].checked = true;           // task-averaged
+  form.elements["backbone"].value = "vit-b16";
+  form.dispatchEvent(new Event("change"));
+});""",
+        "toggled.html",
+    )
+    dom, console = open_page(page)
+    assert console == []
+    table = visible_overview(dom)
+    assert "Mammoth" in table.split("</h2>")[0]
+    rows = re.findall(r"<tr data-backbone=\"([^\"]+)\"( hidden)?", table)
+    assert [b for b, hidden in rows if not hidden] == ["vit-b16"]
+
+    page = with_script(
+        three_methods_site.index,
+        """window.addEventListener("load", () => {
+  const form = document.getElementById("view");
+  form.elements["setting"][1].checked = true;              // task id given at test
+  form.dispatchEvent(new Event("change"));
+});""",
+        "task-incremental.html",
+    )
+    dom, console = open_page(page)
+    assert console == []
+    table = visible_overview(dom)
+    assert "task id given at test" in table.split("</h2>")[0]
+    rows = re.findall(r"<summary>(.*?)</summary>", table)
+    assert rows == ["knn"] and "published" not in table
+
+
+def test_clicking_a_legend_entry_hides_and_shows_a_series(three_methods_site):
+    page = with_script(
+        three_methods_site.scenario_pages["emoji-cil"],
+        """window.addEventListener("load", () => {
+  const plot = document.querySelector("#chart-curves .plot");
+  const out = document.createElement("pre");
+  out.id = "legend-check";
+  document.body.appendChild(out);
+  const drawn = () => plot.querySelectorAll(".scatterlayer .trace").length;
+  const click = () => {
+    const toggle = plot.querySelectorAll(".legend .traces .legendtoggle")[0];
+    const box = toggle.getBoundingClientRect();
+    const at = { bubbles: true, clientX: box.x + 4, clientY: box.y + 4, button: 0 };
+    toggle.dispatchEvent(new MouseEvent("mousedown", at));
+    toggle.dispatchEvent(new MouseEvent("mouseup", at));
+  };
+  const states = [];
+  const record = () => states.push(String(plot.data[0].visible) + "/" + drawn());
+  const wait = (f) => setTimeout(f, 800);  // plotly waits to tell a click from a double-click
+  const start = () => {
+    if (!plot.data) return setTimeout(start, 50);
+    record(); click();
+    wait(() => { record(); click(); wait(() => { record(); out.textContent = states.join(" "); }); });
+  };
+  start();
+});""",
+        "legend.html",
+    )
+    dom, console = open_page(page)
+    assert console == []
+    states = re.search(r'<pre id="legend-check">([^<]*)</pre>', dom).group(1).split()
+    # 3 entries (ncm, knn, simplecil): hidden after one click, shown after the second.
+    assert states == ["undefined/3", "legendonly/2", "true/3"]
+
+
+def test_no_page_loads_anything_from_the_network(three_methods_site):
+    site = three_methods_site
+    for page in [site.index, *site.scenario_pages.values(), *site.run_pages.values()]:
+        html = page.read_text()
+        assert not re.search(r'(?:src|href)="(?:https?:)?//', html), page
+    dom, console = open_page(site.scenario_pages["cub200"])
+    assert console == [] and dom.count('class="chart interactive"') == 4

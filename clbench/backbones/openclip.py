@@ -1,37 +1,113 @@
-"""open_clip image towers by architecture name.
+"""open_clip vision-language models: both towers, class-name prompts, zero-shot scores.
 
 ``--backbone openclip:ViT-B-16 --weights PATH`` loads a local checkpoint; a
 pretrained tag (``--weights openai``) needs the internet. ``--weights none``
-builds a randomly initialised tower (only for testing the mechanics).
+builds a randomly initialised model; ``openclip:tiny`` is a small random CLIP
+(2-layer towers, always 32 px) that exists offline, for testing the mechanics only:
+its zero-shot scores mean nothing.
+
+``embed`` is the image tower (so image-only methods and the feature cache use
+it as before); ``encode_text`` and ``class_embeddings`` give the text side.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from clbench.assets import file_sha256
 from clbench.backbones import Backbone
 from clbench.errors import ClbenchError, DataMissingError
 from clbench.registry import register_backbone
 
+#: The single prompt the MTIL/X-TAIL references use when a dataset names none.
+DEFAULT_TEMPLATE = "a photo of a {}."
+TINY = "tiny"
+TINY_IMAGE = 32
+TINY_CONTEXT = 16
+
 
 class OpenClipBackbone(Backbone):
+    """An open_clip CLIP: ``model`` has ``encode_image``, ``encode_text`` and ``logit_scale``."""
+
+    def __init__(self, model, *, context_length: int, tokenizer_name: str, **kw) -> None:
+        super().__init__(model, **kw)
+        self.context_length = context_length
+        self.tokenizer_name = tokenizer_name
+
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(images)
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        import open_clip
+
+        # The byte-pair vocabulary ships inside open_clip: tokenising never needs the network.
+        tokenizer = open_clip.get_tokenizer(self.tokenizer_name, context_length=self.context_length)
+        return tokenizer(list(texts))
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens)
+
+    def class_embeddings(
+        self, class_names: Sequence[str], template: str = DEFAULT_TEMPLATE
+    ) -> torch.Tensor:
+        """L2-normalised text embeddings of ``template.format(name)`` for every class."""
+        device = next(self.model.parameters()).device
+        tokens = self.tokenize([template.format(n) for n in class_names]).to(device)
+        return F.normalize(self.encode_text(tokens).float(), dim=-1)
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp()
+
+    def zero_shot_scores(self, images: torch.Tensor, text_embeddings: torch.Tensor):
+        """CLIP logits ``scale * cos(image, class prompt)`` of an image batch."""
+        image = F.normalize(self.embed(images).float(), dim=-1)
+        return self.logit_scale() * image @ text_embeddings.T
+
+
+def tiny_clip():
+    """A small randomly initialised CLIP (both towers with ``nn.MultiheadAttention``), seeded."""
+    import open_clip
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+    torch.manual_seed(0)
+    return open_clip.CLIP(
+        embed_dim=32,
+        vision_cfg=CLIPVisionCfg(
+            layers=2, width=32, head_width=16, patch_size=8, image_size=TINY_IMAGE
+        ),
+        text_cfg=CLIPTextCfg(context_length=TINY_CONTEXT, width=32, heads=2, layers=2),
+    )
 
 
 @register_backbone("openclip")
 def openclip_backbone(
     model: str = "ViT-B-16", weights: str | None = None, image_size: int | None = None
 ) -> Backbone:
-    """An open_clip image tower (`--backbone openclip:ViT-B-16`), local or hub weights."""
+    """An open_clip CLIP (`--backbone openclip:ViT-B-16`), local or hub weights; `openclip:tiny` is random."""
     import open_clip
 
+    if model == TINY:
+        clip = tiny_clip()
+        return OpenClipBackbone(
+            clip.eval(),
+            name=f"openclip:{TINY}",
+            weights_id="random0",
+            feature_dim=32,
+            # Its position grid is fixed: a scenario's preferred size does not apply.
+            image_size=TINY_IMAGE,
+            mean=open_clip.OPENAI_DATASET_MEAN,
+            std=open_clip.OPENAI_DATASET_STD,
+            context_length=TINY_CONTEXT,
+            tokenizer_name="ViT-B-16",
+        )
     if model not in open_clip.list_models():
         raise ClbenchError(
-            f"open_clip has no model {model!r}", f"choose one of {open_clip.list_models()[:8]} ..."
+            f"open_clip has no model {model!r}",
+            f"choose {TINY!r} or one of {open_clip.list_models()[:8]} ...",
         )
     if weights in (None, ""):
         raise ClbenchError(
@@ -59,15 +135,15 @@ def openclip_backbone(
     )
     visual = clip.visual
     native = visual.image_size[0] if isinstance(visual.image_size, tuple) else visual.image_size
-    size = image_size or native
-    del clip.transformer  # only the image tower is used: drop the text tower's memory
     cfg = preprocess.transforms[-1]
     return OpenClipBackbone(
         clip.eval(),
         name=f"openclip:{model}",
         weights_id=weights_id,
         feature_dim=visual.output_dim,
-        image_size=size,
+        image_size=image_size or native,
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
+        context_length=getattr(clip, "context_length", 77),
+        tokenizer_name=model,
     )

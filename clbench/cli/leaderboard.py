@@ -14,9 +14,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "leaderboard",
         help="build the static HTML leaderboard site from the stored runs",
-        description="Build a static HTML site from the stored RunResults: an index of scenarios, "
-        "a sortable leaderboard per scenario (Ā, last, forgetting, BWT, parameters, time, memory, "
-        "seeds) with a comparison figure, and one page per run. Open index.html from disk.",
+        description="Build a static HTML site from the stored RunResults: a methods x scenarios "
+        "table (Ā / last, mean ± std over seeds, both accuracy conventions, with and without the "
+        "task id kept apart), a sortable leaderboard per scenario (Ā, last, forgetting, BWT, "
+        "parameters, time, memory, seeds) with interactive charts (accuracy after each task, "
+        "accuracy vs cost with the Pareto front, forgetting per task), and one page per run. "
+        "Open index.html from disk: no network needed.",
     )
     p.add_argument(
         "--runs",

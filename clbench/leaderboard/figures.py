@@ -19,6 +19,9 @@ from clbench.results import RunResult
 
 DPI = 80
 STYLE = {"text.parse_math": False, "font.size": 9, "axes.titlesize": 10, "figure.dpi": DPI}
+# Line styles (matplotlib, plotly) taken in turn after each 10 entries, when colours repeat.
+LINESTYLES = ("-", ":", "--", "-.")
+DASHES = ("solid", "dot", "dash", "dashdot")
 
 
 def correct_counts(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
@@ -115,28 +118,228 @@ def task_bars(result: RunResult, path: Path) -> Path:
         return _save(fig, path)
 
 
+def _legend_below(fig: Figure, ax, count: int, width: float) -> None:
+    """A legend under the axes, in as many columns as fit: with 26 entries a legend
+    inside the axes covers the curves."""
+    columns = max(1, min(count, int(width // 2.4)))
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(0, -0.16),
+        ncol=columns,
+        fontsize=7,
+        frameon=False,
+        handlelength=1.5,
+    )
+
+
+def _figure_with_legend(count: int, width: float = 7.5, plot_height: float = 3.6) -> Figure:
+    rows = -(-count // max(1, min(count, int(width // 2.4)))) if count else 0
+    height = plot_height + 0.5 + 0.17 * rows
+    fig = Figure(figsize=(width, height))
+    bottom = (0.5 + 0.17 * rows) / height
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=bottom, top=1 - 0.3 / height)
+    return fig
+
+
 def comparison(
-    curves: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str, path: Path
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    title: str,
+    path: Path,
+    ylabel: str = "accuracy on seen tasks (%, sample-weighted)",
 ) -> Path:
-    """Every method's accuracy-after-each-task curve on one plot.
+    """Every method's accuracy-after-each-task curve on one plot (the static
+    fallback of the interactive chart).
 
     ``curves`` holds (label, mean curve, standard deviation or NaNs) per method;
     the spread over seeds is drawn as a band.
     """
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(7.5, 4.5))
-        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.92)
+        fig = _figure_with_legend(len(curves))
         ax = fig.add_subplot()
-        for label, mean, std in curves:
+        for index, (label, mean, std) in enumerate(curves):
             steps = np.arange(1, len(mean) + 1)
-            (line,) = ax.plot(steps, mean, marker="o", markersize=3, label=label)
+            # matplotlib cycles 10 colours: every further 10 entries get another line style
+            style = LINESTYLES[index // 10 % len(LINESTYLES)]
+            (line,) = ax.plot(steps, mean, style, marker="o", markersize=3, label=label)
             if np.isfinite(std).any():
                 ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
         ax.set_xlabel("tasks learned")
-        ax.set_ylabel("accuracy on seen tasks (%, sample-weighted)")
+        ax.set_ylabel(ylabel)
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
         if curves:
-            ax.legend(loc="best", fontsize=7)
+            _legend_below(fig, ax, len(curves), 7.5)
         ax.set_title(title)
         return _save(fig, path)
+
+
+def cost_scatter(
+    labels: Sequence[str],
+    costs: Sequence[float],
+    scores: Sequence[float],
+    front: Sequence[int],
+    xlabel: str,
+    title: str,
+    path: Path,
+) -> Path:
+    """Accuracy against a cost, one point per entry, the Pareto front as a line;
+    points on the front are named, the others are not (their names would overlap)."""
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(5.6, 3.8))
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.14, top=0.91)
+        ax = fig.add_subplot()
+        x, y = np.asarray(costs, dtype=float), np.asarray(scores, dtype=float)
+        ax.scatter(x, y, s=18, color="#4c72b0", alpha=0.7, label="entry")
+        if front:
+            ax.plot(x[front], y[front], color="#c44e52", marker="o", label="Pareto front")
+            for i in front:
+                ax.annotate(
+                    labels[i], (x[i], y[i]), fontsize=6, xytext=(3, 3), textcoords="offset points"
+                )
+        finite = x[np.isfinite(x)]
+        if finite.size and finite.min() > 0 and finite.max() / finite.min() > 50:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("Ā (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+        ax.set_title(title)
+        return _save(fig, path)
+
+
+def forgetting_map(labels: Sequence[str], values: np.ndarray, title: str, path: Path) -> Path:
+    """Forgetting (%) of each task (columns) per entry (rows), as a heatmap."""
+    rows, tasks = values.shape if values.size else (0, 0)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(max(5.0, 0.45 * tasks + 3.5), 1.2 + 0.2 * max(rows, 1)))
+        fig.subplots_adjust(left=0.4, right=0.92, bottom=0.6 / (1.2 + 0.2 * max(rows, 1)), top=0.9)
+        ax = fig.add_subplot()
+        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="Reds", vmin=0)
+        ax.set_yticks(range(rows))
+        ax.set_yticklabels(labels, fontsize=6)
+        ax.set_xticks(range(tasks))
+        ax.set_xlabel("task")
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+        return _save(fig, path)
+
+
+# ---------------------------------------------------------------- interactive (plotly)
+# Figure specs as plain dicts for Plotly.newPlot in the page: no plotly Python
+# objects (their validation costs more than drawing the PNG). Names reach plotly
+# with <, > and & as entities, which plotly shows as typed text.
+
+
+def plotly_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _finite_list(values: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else round(float(v), 3) for v in values]
+
+
+def curves_spec(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str, ylabel: str
+) -> dict:
+    data = []
+    for index, (label, mean, std) in enumerate(curves):
+        steps = list(range(1, len(mean) + 1))
+        trace = {
+            "type": "scatter",
+            "mode": "lines+markers",
+            # plotly cycles 10 colours: every further 10 entries get another dash
+            "line": {"dash": DASHES[index // 10 % len(DASHES)]},
+            "name": plotly_text(label),
+            "x": steps,
+            "y": _finite_list(mean),
+            "hovertemplate": "%{fullData.name}<br>after task %{x}: %{y:.2f}%<extra></extra>",
+        }
+        if np.isfinite(std).any():
+            trace["error_y"] = {
+                "type": "data",
+                "array": _finite_list(std),
+                "visible": True,
+                "thickness": 1,
+            }
+        data.append(trace)
+    return {
+        "data": data,
+        "layout": {
+            "title": {"text": plotly_text(title)},
+            "xaxis": {"title": {"text": "tasks learned"}, "dtick": 1},
+            "yaxis": {"title": {"text": ylabel}, "range": [0, 100]},
+            "legend": {"orientation": "h", "y": -0.2, "font": {"size": 10}},
+            "height": 460 + 22 * (len(curves) // 3),
+            "margin": {"t": 40, "l": 60, "r": 20},
+            "hovermode": "closest",
+        },
+    }
+
+
+def scatter_spec(
+    labels: Sequence[str],
+    costs: Sequence[float],
+    scores: Sequence[float],
+    front: Sequence[int],
+    xlabel: str,
+    title: str,
+) -> dict:
+    x = np.asarray(costs, dtype=float)
+    y = np.asarray(scores, dtype=float)
+    finite = x[np.isfinite(x)]
+    log = bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 50)
+    names = [plotly_text(label) for label in labels]
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "entries",
+                "x": _finite_list(x),
+                "y": _finite_list(y),
+                "text": names,
+                "hovertemplate": "%{text}<br>%{x:,}<br>Ā %{y:.2f}%<extra></extra>",
+            },
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "Pareto front",
+                "x": _finite_list(x[list(front)]),
+                "y": _finite_list(y[list(front)]),
+                "text": [names[i] for i in front],
+                "hovertemplate": "%{text}<br>%{x:,}<br>Ā %{y:.2f}% (Pareto front)<extra></extra>",
+                "line": {"color": "#c44e52"},
+            },
+        ],
+        "layout": {
+            "title": {"text": plotly_text(title)},
+            "xaxis": {"title": {"text": xlabel}, "type": "log" if log else "linear"},
+            "yaxis": {"title": {"text": "Ā (%)"}},
+            "height": 420,
+            "margin": {"t": 40, "l": 60, "r": 20},
+        },
+    }
+
+
+def forgetting_spec(labels: Sequence[str], values: np.ndarray, title: str) -> dict:
+    rows, tasks = values.shape if values.size else (0, 0)
+    return {
+        "data": [
+            {
+                "type": "heatmap",
+                "z": [_finite_list(row) for row in values],
+                "x": list(range(tasks)),
+                "y": [plotly_text(label) for label in labels],
+                "colorscale": [[0, "#ffffff"], [1, "#b2182b"]],
+                "zmin": 0,
+                "hovertemplate": "%{y}<br>task %{x}: forgetting %{z:.2f}%<extra></extra>",
+            }
+        ],
+        "layout": {
+            "title": {"text": plotly_text(title)},
+            "xaxis": {"title": {"text": "task"}, "dtick": 1},
+            "yaxis": {"automargin": True, "autorange": "reversed"},
+            "height": 160 + 22 * rows,
+            "margin": {"t": 40, "r": 20},
+        },
+    }

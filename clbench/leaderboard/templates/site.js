@@ -45,3 +45,51 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 });
+
+// Interactive charts: each .chart holds a plotly spec (JSON) and a static PNG.
+// With plotly loaded (bundled in assets/, no network) the chart replaces the
+// PNG; without it the PNG stays. Clicking a legend entry hides or shows a series.
+function drawCharts() {
+  if (typeof window.Plotly === "undefined") return;
+  for (const chart of document.querySelectorAll(".chart")) {
+    const spec = JSON.parse(chart.querySelector("script.spec").textContent);
+    const plot = chart.querySelector(".plot");
+    window.Plotly.newPlot(plot, spec.data, spec.layout, { displaylogo: false, responsive: true })
+      .then(() => chart.classList.add("interactive"))
+      .catch((error) => console.error("clbench: chart failed: " + error));
+  }
+}
+
+// Front page: show the table of the chosen convention and setting, then apply
+// the filters (backbone hides rows; protocol and scorer hide scenario columns).
+function applyView(form) {
+  const value = (name) => {
+    const field = form.elements[name];
+    return field ? field.value : "";
+  };
+  const convention = value("convention"), setting = value("setting");
+  for (const view of document.querySelectorAll(".overview-view")) {
+    view.hidden = !(view.dataset.convention === convention && view.dataset.setting === setting);
+  }
+  const backbone = value("backbone"), kind = value("kind"), scorer = value("scorer");
+  for (const row of document.querySelectorAll("tr[data-backbone]")) {
+    row.hidden = backbone !== "" && row.dataset.backbone !== backbone;
+  }
+  for (const table of document.querySelectorAll("table.overview")) {
+    const headers = Array.from(table.tHead.rows[0].cells);
+    const hide = headers.map((th) =>
+      th.dataset.kind !== undefined &&
+      ((kind !== "" && th.dataset.kind !== kind) || (scorer !== "" && th.dataset.scorer !== scorer)));
+    for (const row of table.rows) {
+      Array.from(row.cells).forEach((cell, i) => { cell.hidden = hide[i]; });
+    }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const form of document.querySelectorAll("form.controls")) {
+    form.addEventListener("change", () => applyView(form));
+    applyView(form);
+  }
+  drawCharts();
+});
