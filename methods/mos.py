@@ -35,9 +35,8 @@ states.
 
 from __future__ import annotations
 
-import copy
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -45,38 +44,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.checkpoint import checkpoint_state
 from clbench.data import Inputs, Samples
 from clbench.kernels import prototype_scores
 from clbench.learner import Learner
+from clbench.methods.alignment import ClassGaussians, align_classifier
 from clbench.methods.heads import grow_linear
 from clbench.methods.peft.adapter import Adapter, attach_adapters
-from clbench.methods.peft.common import count_parameters, freeze, switched
-from clbench.methods.vit_common import masked_cross_entropy, old_class_count, trainable_vit
+from clbench.methods.peft.common import count_parameters
+from clbench.methods.vit_common import (
+    AdapterView,
+    TaskAdapters,
+    masked_cross_entropy,
+    old_class_count,
+    trainable_vit,
+)
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
 from clbench.training import TrainConfig, fit, image_batches, resolve_train, to_device
-
-
-class TaskAdapters(nn.Module):
-    """One block's MOS adapters: the one in training plus a frozen snapshot per learned task.
-
-    ``active`` picks the adapter a forward pass uses: ``None`` for the current
-    one, ``k`` for task k's snapshot.
-    """
-
-    def __init__(self, adapter: nn.Module) -> None:
-        super().__init__()
-        self.current = adapter
-        self.saved = nn.ModuleList()
-        self.active: int | None = None
-
-    def snapshot(self) -> None:
-        self.saved.append(freeze(copy.deepcopy(self.current)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        adapter = self.current if self.active is None else self.saved[self.active]
-        return adapter(x)
 
 
 @torch.no_grad()
@@ -100,62 +84,6 @@ def contrastive_loss(
     rows = features if class_means is None else torch.cat([class_means.to(features), features])
     similarity = rows @ rows.T / temperature
     return F.cross_entropy(similarity, torch.arange(len(rows), device=rows.device))
-
-
-@checkpoint_state
-class ClassGaussians:
-    """Per-class mean and Cholesky factor of (covariance + eps I), in label order."""
-
-    def __init__(self, eps: float = 1e-4) -> None:
-        self.eps = eps
-        self.means = torch.empty(0)
-        self.factors = torch.empty(0)
-
-    def __len__(self) -> int:
-        return len(self.means)
-
-    def add(self, features: torch.Tensor, labels: torch.Tensor, classes: Sequence[int]) -> None:
-        """Append the Gaussians of ``classes`` (consecutive labels after the stored ones)."""
-        means, factors = [], []
-        eye = torch.eye(features.shape[1], dtype=torch.float64)
-        for c in classes:
-            x = features[labels == c].double()
-            cov = torch.cov(x.T) if len(x) > 1 else torch.zeros_like(eye)
-            means.append(x.mean(dim=0))
-            factors.append(torch.linalg.cholesky(cov + self.eps * eye))
-        new_means, new_factors = torch.stack(means).float(), torch.stack(factors).float()
-        self.means = new_means if not len(self) else torch.cat([self.means, new_means])
-        self.factors = (
-            new_factors if not len(self.factors) else torch.cat([self.factors, new_factors])
-        )
-
-    def sample(
-        self, per_class: int, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``per_class`` draws from every class: (features, labels)."""
-        noise = torch.randn(len(self), per_class, self.means.shape[1], generator=generator)
-        draws = self.means[:, None, :] + noise @ self.factors.transpose(1, 2)
-        labels = torch.arange(len(self)).repeat_interleave(per_class)
-        return draws.reshape(-1, self.means.shape[1]), labels
-
-
-@checkpoint_state
-class GaussianReplay:
-    """Batches for classifier alignment: fresh draws every epoch, shuffled, one batch per class."""
-
-    def __init__(self, gaussians: ClassGaussians, per_class: int, seed: int) -> None:
-        self.gaussians = gaussians
-        self.per_class = per_class
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.gaussians)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        features, labels = self.gaussians.sample(self.per_class, self.generator)
-        order = torch.randperm(len(labels), generator=self.generator)
-        for chunk in order.split(self.per_class):
-            yield features[chunk], labels[chunk]
 
 
 @torch.no_grad()
@@ -196,20 +124,6 @@ def self_refine(
         if not active.any():
             break
     return logits, chosen, iterations
-
-
-class AdapterView(nn.Module):
-    """The adapted network embedding with task ``index``'s adapter (for the feature cache)."""
-
-    def __init__(self, net: nn.Module, blocks: Sequence[TaskAdapters], index: int) -> None:
-        super().__init__()
-        self.net = net
-        self.blocks = list(blocks)
-        self.index = index
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        with switched(self.blocks, active=self.index):
-            return self.net(images)
 
 
 @register_method("mos")
@@ -367,14 +281,6 @@ class MOS(Learner):
 
     def _align_classifier(self, task: TrainTask) -> None:
         """Re-train the linear head on draws from every seen class's Gaussian."""
-        head, device = self.head, self.ctx.device
-        per_class = self.samples_per_class or 5 * self.train.batch_size
-
-        def step(batch):
-            features, labels = (t.to(device) for t in batch)
-            logits = head(features)
-            return F.cross_entropy(logits, labels), logits, labels
-
         cfg = TrainConfig(
             epochs=self.align_epochs,
             lr=self.align_lr,
@@ -382,19 +288,15 @@ class MOS(Learner):
             momentum=0.9,
             weight_decay=self.align_weight_decay,
             schedule="cosine",
-            batch_size=per_class,
+            batch_size=self.samples_per_class or 5 * self.train.batch_size,
         )
-        replay = GaussianReplay(
-            self.gaussians, per_class, seed=self.ctx.seed + 7919 * (task.index + 1)
-        )
-        fit(
-            head.parameters(),
-            replay,
-            step,
+        align_classifier(
+            self.head,
+            self.gaussians,
             cfg,
-            device,
+            self.ctx.device,
+            seed=self.ctx.seed + 7919 * (task.index + 1),
             desc=f"mos task {task.index} alignment",
-            modules=[head],
         )
 
     # -- inference --------------------------------------------------------------------------

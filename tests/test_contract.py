@@ -33,7 +33,16 @@ from tests.synthetic_vit import SIZE, tiny_context
 #: Few epochs keep every method's tiny run to seconds; the contract is about shape, not accuracy.
 FAST = {"train": {"epochs": 1, "batch_size": 8}}
 #: Secondary loops some methods have, shortened the same way.
-FAST_EXTRA = {"sema": {"descriptor_epochs": 1}, "mos": {"align_epochs": 1}}
+FAST_EXTRA = {
+    "sema": {"descriptor_epochs": 1},
+    "mos": {"align_epochs": 1},
+    "slca": {"align_epochs": 1, "samples_per_class": 8},
+    # A 256-d projection: the default 10,000-d Gram matrix costs 800 MB and a long solve.
+    "ranpac": {"projection_dim": 256},
+    # The tiny ViT has 4 blocks; the defaults (ViT-B) prompt blocks up to 4.
+    "dualprompt": {"e_layers": (2, 3)},
+    "coda_prompt": {"layers": (0, 1, 2, 3)},
+}
 
 
 def image_stream(task_incremental: bool = False) -> Scenario:

@@ -9,10 +9,9 @@ from torch import nn
 
 from clbench.checkpoint import load_checkpoint, save_checkpoint
 from clbench.learner import seed_everything
+from clbench.methods.alignment import ClassGaussians, GaussianReplay
 from clbench.methods.mos import (
     MOS,
-    ClassGaussians,
-    GaussianReplay,
     contrastive_loss,
     ema_merge,
     mean_parameters,

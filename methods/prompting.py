@@ -1,0 +1,153 @@
+"""What L2P, DualPrompt and CODA-Prompt share: a frozen ViT, prompts chosen per image, a growing head.
+
+The prompts of an image depend on its query, the frozen pretrained ViT's
+feature; it is served from the feature cache (``ctx.frozen_features``), so the
+query costs no forward pass after the first run (PILOT recomputes it on each
+augmented view; here the query of a training image is that of its test-time
+view). A subclass attaches its prompt modules to the network copy (``build``)
+and says how a batch is embedded (``embed_batch``: features and an auxiliary
+loss). The loss is the cross-entropy over the current task's classes (old
+logits masked, the ``train_mask`` of L2P and DualPrompt) plus that term.
+
+Training options are the nested ``train`` (``--set train.lr=...``); each
+method's ``default_train`` is its PILOT ImageNet-R configuration: Adam (betas
+0.9, 0.999), no weight decay, a new optimiser per task, and the method's rate,
+batch size, epochs and schedule.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from clbench.backbones import Backbone
+from clbench.data import Inputs, Samples
+from clbench.errors import ConfigError
+from clbench.learner import Learner
+from clbench.methods.heads import grow_linear
+from clbench.methods.peft.common import count_parameters
+from clbench.methods.vit_common import masked_cross_entropy, old_class_count, trainable_vit
+from clbench.scenario import TrainTask
+from clbench.training import TrainConfig, fit, resolve_train, to_device
+
+
+class IndexedImages(Dataset):
+    """(image tensor, row index) of samples: the index picks the row's cached query (and label)."""
+
+    def __init__(self, samples: Samples | Inputs, transform) -> None:
+        self.samples = samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples.keys)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.samples.loader(self.samples.keys[index])), index
+
+
+class PromptLearner(Learner):
+    """Frozen ViT + query-dependent prompts + linear head over all seen classes."""
+
+    name = "prompt"
+
+    def __init__(self, train: TrainConfig | dict | None = None) -> None:
+        self.train = resolve_train(self.default_train(), train)
+        self.net: Backbone | None = None
+        self.head: nn.Linear | None = None
+        self.prompt_params: list[nn.Parameter] = []
+        self.tasks_learned = 0
+
+    @staticmethod
+    @abstractmethod
+    def default_train() -> TrainConfig:
+        """The method's training options (PILOT ImageNet-R)."""
+
+    @abstractmethod
+    def build(self, net: Backbone, query_dim: int) -> list[nn.Parameter]:
+        """Attach the prompt modules to ``net`` (a frozen ViT copy); returns their parameters."""
+
+    @abstractmethod
+    def embed_batch(
+        self, images: torch.Tensor, queries: torch.Tensor, task: int, train: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Features of a batch with its prompts, and the auxiliary loss (None at test time)."""
+
+    def start_task(self, task: TrainTask) -> None:
+        """Hook before a task's training (CODA initialises its new components here)."""
+
+    def batches(self, samples: Samples | Inputs, train: bool, seed: int) -> DataLoader:
+        dataset = IndexedImages(samples, self.net.transform(train=train))
+        return DataLoader(
+            dataset,
+            batch_size=self.train.batch_size,
+            shuffle=train,
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def learn(self, task: TrainTask) -> None:
+        device = self.ctx.device
+        queries = self.ctx.frozen_features(task.train)
+        if self.net is None:
+            self.net = trainable_vit(self.ctx, self.name)
+            try:
+                self.prompt_params = self.build(self.net, queries.shape[1])
+            except ValueError as exc:  # e.g. a prompt layer this ViT does not have
+                raise ConfigError(
+                    f"{self.name}: {exc}",
+                    "choose prompt layers and sizes that fit this ViT (see the method's options)",
+                ) from exc
+            self.net.to(device)
+        self.head = grow_linear(self.head, self.net.feature_dim, task.seen_classes).to(device)
+        self.start_task(task)
+        known = old_class_count(task.seen_classes, len(task.classes))
+        labels = torch.from_numpy(task.train.labels)
+        head = self.head
+
+        def step(batch):
+            images, index = batch
+            targets = labels[index].to(device)
+            features, aux = self.embed_batch(
+                to_device(images, device), queries[index].to(device), task.index, train=True
+            )
+            logits = head(features).float()
+            loss = masked_cross_entropy(logits, targets, known)
+            return (loss if aux is None else loss + aux), logits, targets
+
+        fit(
+            list(self.prompt_params) + list(head.parameters()),
+            self.batches(task.train, train=True, seed=self.ctx.seed + task.index),
+            step,
+            self.train,
+            device,
+            desc=f"{self.name} task {task.index}",
+            modules=[self.net, head],
+        )
+        self.tasks_learned += 1
+
+    @torch.no_grad()
+    def predict(self, inputs: Inputs, task_id: int | None = None) -> torch.Tensor:
+        assert self.head is not None, "predict() called before learn()"
+        device = self.ctx.device
+        queries = self.ctx.frozen_features(inputs)
+        self.net.eval()
+        self.head.eval()
+        scores = []
+        for images, index in self.batches(inputs, train=False, seed=0):
+            features, _ = self.embed_batch(
+                to_device(images, device),
+                queries[index].to(device),
+                self.tasks_learned - 1,
+                train=False,
+            )
+            scores.append(self.head(features).float().cpu())
+        return torch.cat(scores)
+
+    def trainable_parameters(self) -> int:
+        if self.head is None:
+            return 0
+        return sum(p.numel() for p in self.prompt_params) + count_parameters(
+            self.head, trainable_only=False
+        )

@@ -1,0 +1,174 @@
+"""RanPAC (McDonnell et al., NeurIPS 2023): random projection of PTM features and a ridge classifier.
+
+Features (frozen, or from a PTM adapted on the first task with an AdaptFormer
+adapter, ``first_session``) are projected by a fixed Gaussian matrix W (D x M,
+M = 10,000) and passed through ReLU: h = relu(f W). The class sums Q = sum h y^T
+and the Gram matrix G = sum h h^T are accumulated exactly (float64, through
+``clbench.kernels.class_stats(..., outer=True)``) task after task; no feature is
+stored. The head is the ridge solution W_o = (G + lambda I)^-1 Q, scores h W_o.
+
+lambda is chosen from ``ridges`` on a held-out part of the *training* data: a
+fraction ``holdout`` of the current task's samples is left out, the head is
+solved from the earlier tasks' statistics plus the rest, and the lambda with
+the least squared error against the one-hot labels of the held-out samples
+wins. (PILOT fits on the current task's first 80% alone; here the held-out
+error is that of the head the run will actually use, over every seen class.)
+The final head is solved from all statistics with that lambda.
+
+Defaults: PILOT's ImageNet-R configuration (``exps/ranpac_inr.json``): adapter
+bottleneck 64, 10 epochs, SGD lr 0.05, batch 16, weight decay 0.005, cosine,
+M = 10,000, lambda in 10^-8 .. 10^8.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from clbench.data import Inputs, Samples
+from clbench.errors import ConfigError
+from clbench.kernels import ClassStats, class_stats
+from clbench.methods.adaptation import Adapted, adapt_first_session
+from clbench.methods.base import FeatureLearner
+from clbench.methods.peft import attach_adapters, freeze
+from clbench.registry import register_method
+from clbench.scenario import TrainTask
+from clbench.training import TrainConfig, resolve_train
+
+FIRST_SESSION = ("adapter", "frozen")
+RIDGES = tuple(10.0**k for k in range(-8, 9))
+
+
+def random_features(features: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+    """RanPAC's h = relu(f W), in float64 (the Gram matrix is accumulated exactly)."""
+    return torch.relu(features.double() @ projection)
+
+
+def ridge_solve(stats: ClassStats, ridge: float) -> torch.Tensor:
+    """(C, M) head ``((G + ridge I)^-1 Q)^T`` with G = ``stats.outer`` and Q = ``stats.sums.T``."""
+    gram = stats.outer + ridge * torch.eye(stats.outer.shape[0], dtype=stats.outer.dtype)
+    factor, info = torch.linalg.cholesky_ex(gram)
+    if int(info) != 0:
+        raise ConfigError(
+            f"the RanPAC Gram matrix with ridge {ridge:g} is not positive definite",
+            "use larger ridges (--set ridges=[1.0,10.0,100.0])",
+        )
+    return torch.cholesky_solve(stats.sums.T, factor).T
+
+
+def select_ridge(
+    stats: ClassStats, held_out: torch.Tensor, labels: torch.Tensor, ridges: tuple[float, ...]
+) -> tuple[float, list[float]]:
+    """The ridge whose head (solved from ``stats``) has the least one-hot MSE on ``held_out``.
+
+    One eigendecomposition G = V diag(e) V^T serves every candidate:
+    (G + r I)^-1 Q = V diag(1 / (e + r)) V^T Q.
+    """
+    eigenvalues, vectors = torch.linalg.eigh(stats.outer)
+    projected_q = vectors.T @ stats.sums.T  # (M, C)
+    projected_x = held_out @ vectors  # (n, M)
+    target = torch.nn.functional.one_hot(labels, stats.num_classes).double()
+    errors = []
+    for ridge in ridges:
+        scores = projected_x @ (projected_q / (eigenvalues.clamp_min(0) + ridge)[:, None])
+        errors.append(float(((scores - target) ** 2).mean()))
+    best = min(range(len(ridges)), key=errors.__getitem__)
+    return ridges[best], errors
+
+
+@register_method("ranpac")
+class RanPAC(FeatureLearner):
+    """Random projection + ReLU to M dims, exact running Gram, ridge head with a held-out lambda."""
+
+    def __init__(
+        self,
+        first_session: str = "adapter",
+        projection_dim: int = 10_000,
+        ridges: tuple[float, ...] = RIDGES,
+        holdout: float = 0.2,
+        bottleneck: int = 64,
+        adapter_scale: float = 0.1,
+        train: TrainConfig | dict | None = None,
+    ) -> None:
+        if first_session not in FIRST_SESSION:
+            raise ConfigError(
+                f"unknown first_session {first_session!r}", f"use one of {', '.join(FIRST_SESSION)}"
+            )
+        if projection_dim <= 0 or not 0.0 < holdout < 1.0 or not ridges or min(ridges) <= 0:
+            raise ConfigError(
+                "RanPAC needs projection_dim > 0, 0 < holdout < 1 and positive ridges",
+                "e.g. --set projection_dim=10000 --set holdout=0.2",
+            )
+        self.first_session = first_session
+        self.projection_dim = projection_dim
+        self.ridges = tuple(float(r) for r in ridges)
+        self.holdout = holdout
+        self.train = resolve_train(self.default_train(), train)
+        self.bottleneck = bottleneck
+        self.adapter_scale = adapter_scale
+        self.adapted: Adapted | None = None
+        self.projection: torch.Tensor | None = None
+        self.stats: ClassStats | None = None
+        self.head: torch.Tensor | None = None
+        self.selected: list[dict] = []
+
+    @staticmethod
+    def default_train() -> TrainConfig:
+        """The first-session adaptation's schedule (PILOT ImageNet-R)."""
+        return TrainConfig(
+            epochs=10,
+            lr=0.05,
+            optimizer="sgd",
+            schedule="cosine",
+            batch_size=16,
+            weight_decay=0.005,
+        )
+
+    def prepare(self, model: torch.nn.Module) -> None:
+        freeze(model)
+        attach_adapters(model, bottleneck=self.bottleneck, scale=self.adapter_scale)
+
+    def learn(self, task: TrainTask) -> None:
+        if self.first_session == "adapter" and self.adapted is None:
+            self.adapted = adapt_first_session(
+                self.ctx, task, self.prepare, self.train, tag="ranpac"
+            )
+        super().learn(task)
+
+    def embed(self, samples: Samples | Inputs) -> torch.Tensor:
+        if self.adapted is not None:
+            return self.adapted.features(self.ctx, samples)
+        return self.ctx.frozen_features(samples)
+
+    def absorb(self, features: torch.Tensor, labels: torch.Tensor, seen_classes: int) -> None:
+        if self.projection is None:
+            generator = torch.Generator().manual_seed(self.ctx.seed)
+            self.projection = torch.randn(
+                features.shape[1], self.projection_dim, generator=generator, dtype=torch.float64
+            )
+        h = random_features(features, self.projection)
+        order = torch.randperm(len(h), generator=torch.Generator().manual_seed(len(self.selected)))
+        cut = max(1, int(round(len(h) * self.holdout)))
+        held, fit_rows = order[:cut], order[cut:]
+        ridge, errors = select_ridge(
+            class_stats(h[fit_rows], labels[fit_rows], seen_classes, outer=True, stats=self.stats),
+            h[held],
+            labels[held],
+            self.ridges,
+        )
+        self.selected.append({"ridge": ridge, "held_out": int(cut), "errors": errors})
+        self.stats = class_stats(h, labels, seen_classes, outer=True, stats=self.stats)
+        self.head = ridge_solve(self.stats, ridge).float()
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        assert self.head is not None, "predict() called before learn()"
+        return random_features(features, self.projection).float() @ self.head.T
+
+    def trainable_parameters(self) -> int:
+        adapted = 0 if self.adapted is None else self.adapted.trained_parameters
+        return adapted + (0 if self.head is None else self.head.numel())
+
+    def extra_results(self) -> dict:
+        out: dict = {"ridge_selection": self.selected}
+        if self.adapted is not None:
+            out["adaptation_log"] = self.adapted.log.to_dict()
+        return out

@@ -1,0 +1,249 @@
+"""What makes RanPAC, EASE, SLCA, L2P, DualPrompt and CODA-Prompt themselves, and a tiny run of each."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clbench.errors import ConfigError
+from clbench.kernels import class_stats
+from clbench.methods.coda_prompt import CODAPrompt
+from clbench.methods.dualprompt import DualPrompt
+from clbench.methods.ease import EASE, complement_prototypes, ease_scores
+from clbench.methods.l2p import L2P
+from clbench.methods.peft.prompts import (
+    ComponentPool,
+    PrefixAttention,
+    PromptPool,
+    orthogonality_penalty,
+)
+from clbench.methods.ranpac import RanPAC, random_features, ridge_solve, select_ridge
+from clbench.methods.slca import SLCA
+from clbench.training import make_optimizer
+from tests.synthetic_vit import synthetic_task, tiny_context
+
+DEPTH = 5  # DualPrompt's E-prompts and CODA's prefixes go up to block 4
+
+
+# -- RanPAC -----------------------------------------------------------------------------------
+def test_ranpac_incremental_gram_equals_batch_gram():
+    torch.manual_seed(0)
+    learner = RanPAC(first_session="frozen", projection_dim=40, ridges=(0.1, 1.0, 10.0))
+    learner.ctx = tiny_context()
+    f1, f2 = torch.randn(30, 8), torch.randn(24, 8) + 0.5
+    y1, y2 = torch.randint(0, 3, (30,)), torch.randint(3, 5, (24,))
+    learner.absorb(f1, y1, 3)
+    learner.absorb(f2, y2, 5)
+    h = random_features(torch.cat([f1, f2]), learner.projection)
+    y = torch.cat([y1, y2])
+    assert torch.allclose(learner.stats.outer, h.T @ h, rtol=1e-10, atol=1e-8)
+    one_hot = F.one_hot(y, 5).double()
+    assert torch.allclose(learner.stats.sums, one_hot.T @ h, rtol=1e-10, atol=1e-8)
+    # The head is the ridge solution of the batch statistics with the selected ridge.
+    ridge = learner.selected[-1]["ridge"]
+    expected = torch.linalg.solve(h.T @ h + ridge * torch.eye(40, dtype=h.dtype), h.T @ one_hot)
+    assert torch.allclose(learner.head.double(), expected.T, rtol=1e-4, atol=1e-5)
+    assert learner.score(f1[:4]).shape == (4, 5)
+
+
+def test_ranpac_ridge_is_the_held_out_minimiser():
+    torch.manual_seed(1)
+    h = torch.relu(torch.randn(60, 12, dtype=torch.float64))
+    y = torch.randint(0, 4, (60,))
+    fit, held = slice(0, 45), slice(45, 60)
+    stats = class_stats(h[fit], y[fit], 4, outer=True)
+    ridges = (1e-3, 1e-1, 1.0, 10.0, 1e3)
+    best, errors = select_ridge(stats, h[held], y[held], ridges)
+    target = F.one_hot(y[held], 4).double()
+    brute = [float(((h[held] @ ridge_solve(stats, r).T - target) ** 2).mean()) for r in ridges]
+    assert errors == pytest.approx(brute, rel=1e-8)
+    assert best == ridges[min(range(len(brute)), key=brute.__getitem__)]
+    assert len(set(round(e, 12) for e in errors)) > 1  # the candidates really differ
+
+
+def test_ranpac_rejects_bad_options():
+    with pytest.raises(ConfigError):
+        RanPAC(holdout=1.5)
+    with pytest.raises(ConfigError):
+        RanPAC(first_session="lora")
+
+
+# -- EASE -------------------------------------------------------------------------------------
+def test_ease_complement_follows_the_formula():
+    torch.manual_seed(2)
+    class_task = torch.tensor([0, 0, 1, 1, 1, 2])
+    protos = torch.randn(6, 3, 7)
+    out = complement_prototypes(protos, class_task)
+    for c in range(6):
+        s = int(class_task[c])
+        for k in range(3):
+            if k <= s:  # real prototypes are untouched
+                assert torch.equal(out[c, k], protos[c, k])
+                continue
+            donors = [j for j in range(6) if class_task[j] >= k]
+            sims = torch.tensor(
+                [F.cosine_similarity(protos[c, s], protos[j, s], dim=0) for j in donors]
+            )
+            weights = sims.softmax(dim=0)
+            expected = sum(w * protos[j, k] for w, j in zip(weights, donors, strict=True))
+            assert torch.allclose(out[c, k], expected, atol=1e-6)
+
+
+def test_ease_scores_weight_the_own_subspace():
+    torch.manual_seed(3)
+    class_task = torch.tensor([0, 1, 2])
+    protos, feats = torch.randn(3, 3, 5), torch.randn(4, 3, 5)
+    alpha = 0.1
+    scores = ease_scores(feats, protos, class_task, alpha)
+    for c in range(3):
+        expected = sum(
+            (1.0 if k == c else alpha / 2)
+            * F.cosine_similarity(feats[:, k], protos[c, k][None], dim=1)
+            for k in range(3)
+        )
+        assert torch.allclose(scores[:, c], expected, atol=1e-5)
+
+
+# -- SLCA -------------------------------------------------------------------------------------
+def test_slca_backbone_learns_slowly():
+    ctx = tiny_context()
+    learner = SLCA(backbone_lr_scale=0.01, train={"lr": 0.02})
+    learner.setup(ctx)
+    learner.backbone = ctx.new_backbone()
+    learner.head = torch.nn.Linear(learner.backbone.feature_dim, 3)
+    optimizer = make_optimizer(learner.parameter_groups(), learner.train)
+    rates = [g["lr"] for g in optimizer.param_groups]
+    assert rates == pytest.approx([0.02 * 0.01, 0.02])
+    backbone_ids = {id(p) for p in learner.backbone.parameters()}
+    assert {id(p) for p in optimizer.param_groups[0]["params"]} == backbone_ids
+    assert {id(p) for p in optimizer.param_groups[1]["params"]} == {
+        id(p) for p in learner.head.parameters()
+    }
+
+
+# -- prompts ----------------------------------------------------------------------------------
+def test_prompt_pool_selects_by_key_similarity():
+    torch.manual_seed(4)
+    pool = PromptPool(size=6, shape=(2, 4), key_dim=8)
+    queries = torch.stack([pool.keys[4] * 3.0, pool.keys[1] + 1e-3 * torch.randn(8)]).detach()
+    prompts, indices, pull = pool.select(queries, top_k=2)
+    sims = F.normalize(queries, dim=1) @ F.normalize(pool.keys, dim=1).T
+    assert indices[:, 0].tolist() == [4, 1]  # its own key is each query's nearest
+    assert torch.equal(indices, sims.topk(2, dim=1).indices)
+    assert torch.equal(prompts, pool.prompts[indices])
+    assert pull.item() == pytest.approx(sims.gather(1, indices).sum(1).mean().item(), rel=1e-6)
+    forced = torch.tensor([[0], [5]])
+    _, chosen, _ = pool.select(queries, top_k=1, forced=forced)
+    assert torch.equal(chosen, forced)
+    pull.backward()  # the pull draws the chosen keys only
+    assert pool.keys.grad[indices.flatten()].abs().sum() > 0
+    others = [i for i in range(6) if i not in indices.flatten().tolist()]
+    assert pool.keys.grad[others].abs().sum() == 0
+
+
+def test_prefix_attention_is_attention_over_prefix_and_tokens():
+    from timm.models.vision_transformer import Attention
+
+    torch.manual_seed(5)
+    attn = Attention(12, num_heads=2, qkv_bias=True).eval()
+    layer = PrefixAttention(attn)
+    x = torch.randn(2, 5, 12)
+    assert torch.allclose(layer(x), attn(x))
+    pk, pv = torch.randn(2, 3, 12), torch.randn(2, 3, 12)
+    layer.prefix = (pk, pv)
+    q, k, v = attn.qkv(x).chunk(3, dim=-1)
+    k, v = torch.cat([pk, k], 1), torch.cat([pv, v], 1)
+
+    def heads(t):
+        return t.reshape(2, -1, 2, 6).transpose(1, 2)
+
+    weights = (heads(q) @ heads(k).transpose(-1, -2) / 6**0.5).softmax(-1)
+    expected = attn.proj((weights @ heads(v)).transpose(1, 2).reshape(2, 5, 12))
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+
+
+def test_coda_components_start_orthogonal_and_old_ones_stay_fixed():
+    pool = ComponentPool(size=6, length=2, dim=5, key_dim=8, tasks=3, seed=0)
+    pool.start_task(0)
+    pool.start_task(1)
+    keys, attention, prompts = pool.active(1, train=False)
+    for rows in (keys, attention, prompts):
+        assert orthogonality_penalty(rows).item() < 1e-10  # Gram-Schmidt: orthonormal rows
+    assert pool.orthogonality(1).item() < 1e-10
+    with torch.no_grad():
+        pool.keys[0] *= 2.0  # a row of norm 2: (4 - 1)^2 on the diagonal, over 4 x 4 entries
+    assert orthogonality_penalty(pool.active(1, train=False)[0]).item() == pytest.approx(9 / 16)
+    queries = torch.randn(3, 8)
+    pool.compose(queries, task=1, train=True).sum().backward()
+    assert pool.prompts.grad[:2].abs().sum() == 0  # task 0's slice is fixed while task 1 trains
+    assert pool.prompts.grad[2:4].abs().sum() > 0
+    assert pool.prompts.grad[4:].abs().sum() == 0  # task 2's slice is not used yet
+    # alpha_m = cos(q * A_m, K_m)
+    k, a, p = pool.active(1, train=False)
+    alpha = F.cosine_similarity(queries[:, None] * a[None], k[None], dim=2)
+    assert torch.allclose(pool.compose(queries, 1, False), torch.einsum("bm,mld->bld", alpha, p))
+
+
+def test_coda_refuses_more_tasks_than_its_split():
+    learner = CODAPrompt(pool_size=4, num_tasks=2, train={"epochs": 1, "batch_size": 8})
+    learner.setup(tiny_context(DEPTH))
+    tasks = [synthetic_task(i, [2 * i, 2 * i + 1], 2 * i + 2, per_class=4)[0] for i in range(3)]
+    learner.learn(tasks[0])
+    learner.learn(tasks[1])
+    with pytest.raises(ConfigError, match="num_tasks"):
+        learner.learn(tasks[2])
+
+
+# -- tiny runs --------------------------------------------------------------------------------
+FAST = {"epochs": 1, "batch_size": 8}
+TINY = {
+    "ranpac": lambda: RanPAC(projection_dim=64, bottleneck=4, train=FAST),
+    "ease": lambda: EASE(bottleneck=4, train=FAST),
+    "slca": lambda: SLCA(align_epochs=1, samples_per_class=8, train=FAST),
+    "l2p": lambda: L2P(pool_size=4, top_k=2, length=2, train=FAST),
+    "dualprompt": lambda: DualPrompt(pool_size=3, train=FAST),
+    "coda_prompt": lambda: CODAPrompt(pool_size=6, num_tasks=2, train=FAST),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_method_learns_two_tiny_tasks(name):
+    torch.manual_seed(0)
+    learner = TINY[name]()
+    learner.setup(tiny_context(DEPTH))
+    first, test0 = synthetic_task(0, [0, 1, 2], 3, per_class=6)
+    second, test1 = synthetic_task(1, [3, 4], 5, per_class=6, seed=1)
+    learner.learn(first)
+    assert learner.predict(test0).shape == (len(test0.keys), 3)
+    learner.learn(second)
+    scores = learner.predict(test1)
+    assert scores.shape == (len(test1.keys), 5)
+    assert torch.isfinite(scores).all()
+    assert learner.trainable_parameters() > 0
+
+
+def test_prompt_methods_select_prompts_from_the_query():
+    learner = DualPrompt(pool_size=3, train={"epochs": 1, "batch_size": 8})
+    learner.setup(tiny_context(DEPTH))
+    first, test0 = synthetic_task(0, [0, 1], 2, per_class=4)
+    learner.learn(first)
+    learner.predict(test0)
+    queries = learner.ctx.frozen_features(test0)
+    sims = F.normalize(queries, dim=1) @ F.normalize(learner.pool.keys.detach().cpu(), dim=1).T
+    # The last batch's selection at test time is the nearest key of each query.
+    tail = learner.last_selection.cpu()
+    assert torch.equal(tail, sims.argmax(dim=1)[-len(tail) :])
+
+
+def test_prompt_methods_refuse_bad_options_clearly():
+    with pytest.raises(ConfigError):
+        L2P(pool_size=4, top_k=5)
+    with pytest.raises(ConfigError):
+        DualPrompt(g_layers=(0, 1), e_layers=(1, 2))
+    with pytest.raises(ConfigError):
+        CODAPrompt(length=3)
+    learner = DualPrompt(e_layers=(2, 3, 9), train={"epochs": 1, "batch_size": 8})
+    learner.setup(tiny_context(DEPTH))
+    with pytest.raises(ConfigError, match="block 9"):
+        learner.learn(synthetic_task(0, [0, 1], 2, per_class=2)[0])
