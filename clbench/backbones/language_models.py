@@ -107,7 +107,11 @@ class CausalLM(nn.Module):
 
     def prompt_and_answer(self, prompt: str, answer: str) -> tuple[list[int], list[int]]:
         """Token ids of a prompt and its continuation, the prompt cut to fit (see module doc)."""
-        p, a = self.encode(prompt), self.encode(answer)
+        # Whitespace that ends a prompt ("A: ") belongs to the answer's first token under
+        # BPE tokenisers, so it moves there: "A:" + " yes", as the model saw it in training.
+        stripped = prompt.rstrip(" ")
+        answer = prompt[len(stripped) :] + answer
+        p, a = self.encode(stripped), self.encode(answer)
         if bos := self.tokenizer.bos_token_id:
             p = [bos, *p] if getattr(self.tokenizer, "add_bos_token", False) else p
         if len(a) >= self.max_length:
@@ -228,7 +232,7 @@ class CausalLM(nn.Module):
         for start in range(0, len(prompts), batch_size):
             chunk = []
             for prompt in prompts[start : start + batch_size]:
-                ids = self.encode(prompt)
+                ids = self.encode(prompt.rstrip(" "))
                 if len(ids) > budget:
                     self.truncation.prompts_cut += 1
                     self.truncation.tokens_dropped += len(ids) - budget
