@@ -1,9 +1,9 @@
 """SEMA, MOS, ADAM-adapter (APER) and SimpleCIL on one scenario and backbone, side by side.
 
-    OMP_NUM_THREADS=1 python benchmarks/adapter_methods.py [--image-size 56] [--tasks 3] [--set sema.epochs=5]
+    OMP_NUM_THREADS=1 python benchmarks/adapter_methods.py [--image-size 56] [--tasks 3] [--set sema.train.epochs=5]
 
 Every method runs with its published defaults unless ``--set METHOD.KEY=VALUE``
-overrides one; the table shows Ā, last accuracy and PILOT forgetting
+overrides one (``METHOD.train.KEY`` for a training option); the table shows Ā, last accuracy and PILOT forgetting
 (sample-weighted), wall time, trainable parameters after the last task, SEMA's
 adapters per expandable block and MOS's retrieval accuracy after the last task.
 Results are stored like any run (``--results-dir``).
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from clbench.cli._options import parse_value
+from clbench.options import merge_options, parse_sets
 from clbench.results import ResultsStore
 from clbench.runner import RunSpec, run
 
@@ -24,9 +24,8 @@ METHODS = {"simplecil": {}, "aper": {"peft": "adapter"}, "sema": {}, "mos": {}}
 def overrides(items: list[str]) -> dict[str, dict]:
     options: dict[str, dict] = {m: dict(o) for m, o in METHODS.items()}
     for item in items:
-        key, _, value = item.partition("=")
-        method, _, name = key.partition(".")
-        options[method][name] = parse_value(value)
+        method, _, rest = item.partition(".")
+        options[method] = merge_options(options[method], parse_sets([rest])[0])
     return options
 
 

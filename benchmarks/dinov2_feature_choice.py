@@ -18,6 +18,7 @@ from torch import nn
 from clbench.backbones import Backbone
 from clbench.backbones.dinov2 import build_dinov2_vits14
 from clbench.features import embed_samples
+from clbench.runtime import configure_torch
 from clbench.scenarios.emoji import read_emoji
 
 FIRST_BLOCK = 8  # 0-based: report blocks 9..12
@@ -52,7 +53,7 @@ def holdout_split(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 def main(size: int) -> None:
-    torch.set_flush_denormal(True)
+    configure_torch()
     train = read_emoji().train
     vit = build_dinov2_vits14(size)
     transform = Backbone(

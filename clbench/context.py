@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
 from clbench.backbones import Backbone
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.features import FeatureCache
 
 
@@ -22,11 +21,8 @@ class RunContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 1993
     batch_size: int = 64
-    scenario_kind: str = "class-incremental"
-    task_incremental: bool = False
-    log: list[dict[str, Any]] = field(default_factory=list)
 
-    def frozen_features(self, samples: Samples) -> torch.Tensor:
+    def frozen_features(self, samples: Samples | Inputs) -> torch.Tensor:
         """Embeddings of the frozen pretrained backbone, served from the feature cache."""
         return self.features(self.backbone, self.backbone.cache_id, samples)
 
@@ -34,7 +30,7 @@ class RunContext:
         self,
         model: torch.nn.Module,
         extractor_id: str,
-        samples: Samples,
+        samples: Samples | Inputs,
         transform=None,
         persist: bool = True,
     ) -> torch.Tensor:

@@ -9,9 +9,9 @@ the data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 from PIL import Image
@@ -68,49 +68,160 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+#: What a learner's ``predict`` must return for a test set, by the task's scorer:
+#: a (n, classes) score tensor, one score per answer choice, or generated text.
+OutputKind = Literal["class-scores", "choice-scores", "text"]
+
+
+def _objects(values) -> np.ndarray | None:
+    """An object array (one entry per sample) without numpy splitting tuples into columns."""
+    if values is None:
+        return None
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Inputs:
+    """What a learner sees of a test set: inputs only, never labels, answers or domains.
+
+    Images: ``keys`` through ``loader``. Text: ``prompts`` (instruction and input as one
+    string) and, for multiple-choice tasks, ``choices`` (a tuple of strings per sample).
+    ``output`` says what ``predict`` must return (the task's scorer decides). Only in a
+    task-incremental scenario, where the task identity is given anyway, ``classes`` and
+    ``class_names`` name the tested task's label space (CLIP-style methods build text
+    prompts from them).
+    """
+
+    source: str
+    keys: np.ndarray
+    loader: ImageLoader | None = None
+    prompts: np.ndarray | None = None
+    choices: np.ndarray | None = None
+    output: OutputKind = "class-scores"
+    classes: np.ndarray | None = None
+    class_names: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def modality(self) -> str:
+        return "text" if self.prompts is not None else "image"
+
+    def subset(self, index: np.ndarray | Sequence[int]) -> Inputs:
+        index = np.asarray(index)
+        return replace(
+            self,
+            keys=self.keys[index],
+            prompts=None if self.prompts is None else self.prompts[index],
+            choices=None if self.choices is None else self.choices[index],
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class Samples:
-    """A labelled set of images: keys, integer labels, optional domain names.
+    """A labelled set: inputs (images by key, or text records) and their targets.
 
     ``source`` names the dataset and split (for example ``emoji-16.0.0/google/train``);
-    together with a key it identifies an image across runs.
+    together with a key it identifies a sample across runs. Targets: ``labels`` (a
+    class id; for multiple-choice text, the index of the correct choice; -1 where a
+    text sample has only reference ``answers``), ``answers`` (reference strings per
+    text sample) and ``domains``. ``inputs()`` is the view a learner gets at test time.
     """
 
     source: str
     keys: np.ndarray
     labels: np.ndarray
-    loader: ImageLoader
+    loader: ImageLoader | None = None
     domains: np.ndarray | None = None
+    prompts: np.ndarray | None = None
+    choices: np.ndarray | None = None
+    answers: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", np.asarray(self.keys, dtype=object))
         object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.int64))
         if len(self.keys) != len(self.labels):
             raise ValueError("keys and labels differ in length")
-        if self.domains is not None:
-            object.__setattr__(self, "domains", np.asarray(self.domains, dtype=object))
+        for name in ("domains", "prompts", "choices", "answers"):
+            value = getattr(self, name)
+            if value is not None:
+                if len(value) != len(self.keys):
+                    raise ValueError(f"keys and {name} differ in length")
+                object.__setattr__(self, name, _objects(value))
 
     def __len__(self) -> int:
         return len(self.keys)
 
+    @property
+    def modality(self) -> str:
+        return "text" if self.prompts is not None else "image"
+
     def subset(self, index: np.ndarray | Sequence[int]) -> Samples:
         """The samples at ``index`` (integer positions or a boolean mask)."""
         index = np.asarray(index)
-        return Samples(
-            self.source,
-            self.keys[index],
-            self.labels[index],
-            self.loader,
-            None if self.domains is None else self.domains[index],
+
+        def pick(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[index]
+
+        return replace(
+            self,
+            keys=self.keys[index],
+            labels=self.labels[index],
+            domains=pick(self.domains),
+            prompts=pick(self.prompts),
+            choices=pick(self.choices),
+            answers=pick(self.answers),
         )
 
     def relabel(self, mapping: np.ndarray) -> Samples:
         """The same samples with ``labels`` replaced by ``mapping[labels]``."""
-        return Samples(self.source, self.keys, mapping[self.labels], self.loader, self.domains)
+        return replace(self, labels=mapping[self.labels])
+
+    def inputs(self, output: OutputKind = "class-scores", **label_space) -> Inputs:
+        """The test-time view: inputs only (``label_space``: task-IL ``classes``/``class_names``)."""
+        return Inputs(
+            self.source, self.keys, self.loader, self.prompts, self.choices, output, **label_space
+        )
 
     def ids(self) -> list[str]:
         """Globally unique ids: source and key."""
         return [f"{self.source}:{k}" for k in self.keys]
+
+
+def concat_samples(parts: Sequence[Samples]) -> Samples:
+    """One Samples of several parts from the same dataset split.
+
+    Parts belong together when their ``source`` (dataset and split) and, for files,
+    their folder agree; loader objects are not compared, since a part restored from a
+    checkpoint holds an equal copy of the loader, not the same object.
+    """
+    first = parts[0]
+
+    def origin(part: Samples) -> tuple[str, object]:
+        return part.source, getattr(part.loader, "root", None)
+
+    if any(origin(p) != origin(first) for p in parts):
+        raise ClbenchError(
+            "cannot join samples of different sources",
+            "joining (joint training, replay) needs parts of one dataset split",
+        )
+
+    def join(name: str) -> np.ndarray | None:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    return replace(
+        first,
+        keys=np.concatenate([p.keys for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+        domains=join("domains"),
+        prompts=join("prompts"),
+        choices=join("choices"),
+        answers=join("answers"),
+    )
 
 
 @dataclass(frozen=True)

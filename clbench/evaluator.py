@@ -1,10 +1,14 @@
 """The Evaluator: the only place that runs the continual-learning loop.
 
 For each task it lets the learner learn (training data only), then tests on
-every task's test set that the protocol evaluates, filling row t of the
-correct-count matrix. It times each phase, tracks peak memory and trainable
-parameters, and can checkpoint after each task so an interrupted run resumes
-with the same numbers.
+every task's test set that the protocol evaluates: the learner receives the
+inputs only (``Samples.inputs()``, no labels or answers), the task's scorer
+turns its outputs into per-sample scores, and their sum fills row t of the
+score-sum matrix (integer correct counts for classification). In a
+task-incremental scenario the scores are restricted to the tested task's own
+classes before scoring, so every method gets a true task-IL number. It times
+each phase, tracks peak memory and trainable parameters, and can checkpoint
+after each task so an interrupted run resumes with the same numbers.
 """
 
 from __future__ import annotations
@@ -20,30 +24,65 @@ import numpy as np
 import torch
 
 from clbench.context import RunContext
-from clbench.errors import ClbenchError
+from clbench.errors import ClbenchError, ConfigError
 from clbench.learner import Learner, rng_state, seed_everything, set_rng_state
-from clbench.scenario import Scenario
+from clbench.scenario import Scenario, Task
+from clbench.scoring import get_scorer, score_outputs
 
 
 @dataclass
 class Evaluation:
     """Raw measurements of one run; metrics are computed from these, not stored twice."""
 
-    correct: np.ndarray  # (T, T) int, -1 where not evaluated
+    scores: np.ndarray  # (T, T) float score sums, NaN where not evaluated
     counts: np.ndarray  # (T,) test samples per task
+    integer: bool = True  # every scorer is 0/1 per sample: the sums are correct counts
     learn_seconds: list[float] = field(default_factory=list)
     eval_seconds: list[float] = field(default_factory=list)
     trainable_parameters: list[int] = field(default_factory=list)
     resumed_from: int | None = None
 
-    def correct_or_none(self) -> list[list[int | None]]:
-        return [[int(c) if c >= 0 else None for c in row] for row in self.correct]
+    def scores_or_none(self) -> list[list[float | int | None]]:
+        """The matrix as stored: None where not evaluated, ints when the sums are counts."""
+        cast = int if self.integer else float
+        return [[cast(c) if np.isfinite(c) else None for c in row] for row in self.scores]
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (MiB)."""
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20
+
+
+def check_compatible(learner: type[Learner] | Learner, scenario: Scenario, method: str) -> None:
+    """Refuse, before anything runs, a method paired with a protocol or modality it cannot serve."""
+    setting, modality = scenario.setting, scenario.modality
+    if modality not in learner.modalities:
+        raise ConfigError(
+            f"method {method!r} works on {'/'.join(sorted(learner.modalities))} inputs, "
+            f"but scenario {scenario.name!r} has {modality} inputs",
+            "`clbench list methods` shows what each method supports",
+        )
+    if setting not in learner.protocols:
+        raise ConfigError(
+            f"method {method!r} does not serve the {setting} protocol of {scenario.name!r} "
+            f"(it serves {', '.join(sorted(learner.protocols))})",
+            "choose another method or scenario (`clbench list`)",
+        )
+    if learner.needs_task_id and not scenario.task_incremental and setting != "instruction":
+        raise ConfigError(
+            f"method {method!r} needs the task id at test time, and {scenario.name!r} is "
+            f"{setting} (no task id)",
+            "add --set scenario.task_incremental=true, or choose another method",
+        )
+
+
+def restrict_to_task(scores: torch.Tensor, classes: np.ndarray) -> torch.Tensor:
+    """Scores with every class outside ``classes`` at -inf (Mammoth's task-IL protocol)."""
+    index = torch.as_tensor(np.asarray(classes, dtype=np.int64), device=scores.device)
+    masked = torch.full_like(scores, float("-inf"))
+    masked[:, index] = scores[:, index]
+    return masked
 
 
 class Evaluator:
@@ -64,26 +103,49 @@ class Evaluator:
     def _evaluated_tasks(self, step: int) -> range:
         return range(self.scenario.num_tasks) if self.scenario.evaluate_unseen else range(step + 1)
 
-    @torch.no_grad()
-    def test(self, step: int, test_index: int) -> int:
-        task = self.scenario.tasks[test_index]
-        if len(task.test) == 0:
-            return 0
-        task_id = test_index if self.scenario.task_incremental else None
-        scores = self.learner.predict(task.test, task_id=task_id)
-        expected_width = self.scenario.tasks[step].seen_classes
+    def _check_scores(self, scores: Any, step: int, task: Task) -> None:
+        name = type(self.learner).__name__
+        if not isinstance(scores, torch.Tensor) or scores.ndim != 2:
+            raise RuntimeError(f"{name}.predict must return a (samples, classes) score tensor")
         if scores.shape[0] != len(task.test):
             raise RuntimeError(
-                f"{type(self.learner).__name__}.predict returned {scores.shape[0]} rows "
-                f"for {len(task.test)} samples"
+                f"{name}.predict returned {scores.shape[0]} rows for {len(task.test)} samples"
             )
-        if scores.shape[1] > expected_width and self.scenario.kind != "domain-incremental":
+        width = self.scenario.tasks[step].seen_classes
+        if (
+            self.scenario.grows_label_space
+            and not self.scenario.evaluate_unseen
+            and scores.shape[1] > width
+        ):
             raise RuntimeError(
-                f"{type(self.learner).__name__}.predict scored {scores.shape[1]} classes "
-                f"after task {step}, but only {expected_width} have been seen"
+                f"{name}.predict scored {scores.shape[1]} classes after task {step}, "
+                f"but only {width} have been seen"
             )
-        predictions = scores.argmax(dim=1).cpu().numpy()
-        return int((predictions == task.test.labels).sum())
+
+    @torch.no_grad()
+    def test(self, step: int, test_index: int) -> float:
+        """The score sum of the learner on task ``test_index``'s test set after ``step``."""
+        scenario, task = self.scenario, self.scenario.tasks[test_index]
+        if len(task.test) == 0:
+            return 0.0
+        scorer = get_scorer(task.scorer)
+        label_space = (
+            {"classes": task.classes, "class_names": task.class_names}
+            if scenario.task_incremental
+            else {}
+        )
+        inputs = task.test.inputs(scorer.output, **label_space)
+        told = scenario.task_incremental and (
+            self.learner.uses_task_id or self.learner.needs_task_id
+        )
+        outputs = self.learner.predict(inputs, task_id=test_index if told else None)
+        if scorer.output == "class-scores":
+            self._check_scores(outputs, step, task)
+            if scenario.task_incremental:
+                outputs = restrict_to_task(outputs, task.classes)
+        per_sample = score_outputs(task.scorer, outputs, task.test)
+        self.learner.on_tested(step, test_index, task.test, outputs)
+        return float(per_sample.sum())
 
     def run(self, resume: bool = False) -> Evaluation:
         scenario, learner = self.scenario, self.learner
@@ -91,8 +153,9 @@ class Evaluator:
         seed_everything(self.ctx.seed)
         learner.setup(self.ctx)
         result = Evaluation(
-            correct=np.full((n, n), -1, dtype=np.int64),
+            scores=np.full((n, n), np.nan),
             counts=np.array([len(t.test) for t in scenario.tasks], dtype=np.int64),
+            integer=all(get_scorer(name).integer for name in scenario.scorers),
         )
         start = 0
         if resume:
@@ -104,7 +167,7 @@ class Evaluator:
             result.learn_seconds.append(time.perf_counter() - began)
             began = time.perf_counter()
             for i in self._evaluated_tasks(step):
-                result.correct[step, i] = self.test(step, i)
+                result.scores[step, i] = self.test(step, i)
             result.eval_seconds.append(time.perf_counter() - began)
             result.trainable_parameters.append(int(learner.trainable_parameters()))
             self._checkpoint(step, result)
@@ -145,7 +208,7 @@ class Evaluator:
             )
         self.learner.load_state_dict(state["learner"])
         previous: Evaluation = state["result"]
-        result.correct[:] = previous.correct
+        result.scores[:] = previous.scores
         result.learn_seconds[:] = previous.learn_seconds
         result.eval_seconds[:] = previous.eval_seconds
         result.trainable_parameters[:] = previous.trainable_parameters

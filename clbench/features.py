@@ -21,29 +21,31 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.progress import progress
 
 
 class ImageDataset(Dataset):
-    """Samples as a torch Dataset of (image tensor, label)."""
+    """Images as a torch Dataset: (image tensor, label) for training, the tensor alone
+    for ``labelled=False`` (embedding test inputs, which carry no labels)."""
 
-    def __init__(self, samples: Samples, transform) -> None:
+    def __init__(self, samples: Samples | Inputs, transform, labelled: bool = True) -> None:
         self.samples = samples
         self.transform = transform
+        self.labelled = labelled
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        image = self.samples.loader(self.samples.keys[index])
-        return self.transform(image), int(self.samples.labels[index])
+        image = self.transform(self.samples.loader(self.samples.keys[index]))
+        return (image, int(self.samples.labels[index])) if self.labelled else image
 
 
 @torch.inference_mode()
 def embed_samples(
     model: torch.nn.Module,
-    samples: Samples,
+    samples: Samples | Inputs,
     transform,
     device: torch.device,
     batch_size: int = 64,
@@ -53,9 +55,10 @@ def embed_samples(
     model.to(device)
     was_training = model.training
     model.eval()
-    loader = DataLoader(ImageDataset(samples, transform), batch_size=batch_size, shuffle=False)
+    images_only = ImageDataset(samples, transform, labelled=False)
+    loader = DataLoader(images_only, batch_size=batch_size, shuffle=False)
     out = []
-    for images, _ in progress(loader, desc=desc, total=len(loader)):
+    for images in progress(loader, desc=desc, total=len(loader)):
         images = images.to(device).contiguous(memory_format=torch.channels_last)
         out.append(model(images).float().cpu())
     model.train(was_training)
@@ -64,7 +67,7 @@ def embed_samples(
     return torch.cat(out)
 
 
-def cache_scope(samples: Samples) -> str:
+def cache_scope(samples: Samples | Inputs) -> str:
     """What identifies the images behind ``samples``' keys: the source name plus, for
     files, the folder they are read from (two folders may share a name, not content)."""
     root = getattr(samples.loader, "root", None)
@@ -127,7 +130,7 @@ class FeatureCache:
         self,
         model: torch.nn.Module,
         extractor_id: str,
-        samples: Samples,
+        samples: Samples | Inputs,
         transform,
         device: torch.device,
         batch_size: int = 64,

@@ -1,38 +1,51 @@
 """The learner contract every method implements (scikit-learn style).
 
 Hyper-parameters are plain constructor arguments with defaults, so a method is
-configured the same way from the CLI (``--set lr=0.01``), a config file or Python.
-The Evaluator calls ``setup`` once, then ``learn`` for each task and ``predict``
-on test data; a learner never sees future tasks nor test data while learning.
+configured the same way from the CLI (``--set k=5``), a config file or Python;
+training options are one nested ``TrainConfig`` (argument ``train``, set as
+``--set train.lr=0.01``). The Evaluator calls ``setup`` once, then ``learn`` for
+each task and ``predict`` on test inputs; a learner never sees future tasks, never
+sees test data while learning, and never receives test targets.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import random
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
 if TYPE_CHECKING:
     from clbench.context import RunContext
-    from clbench.data import Samples
+    from clbench.data import Inputs, Samples
     from clbench.scenario import TrainTask
+
+#: Every image protocol: with the evaluator's task-IL masking, any image learner serves all.
+IMAGE_PROTOCOLS = frozenset({"class-incremental", "domain-incremental", "task-incremental"})
 
 
 class Learner(ABC):
     """Base class of every method.
 
-    Subclasses implement ``learn`` and ``predict``; methods with trainable state
-    also report ``trainable_parameters`` and, when they keep state outside
-    ordinary attributes, override ``state_dict``/``load_state_dict`` (used for
-    per-task checkpoints and ``--resume``).
+    Subclasses implement ``learn`` and ``predict`` and declare what they serve:
+    ``protocols`` (``Scenario.setting`` values) and ``modalities`` ("image",
+    "text"). ``uses_task_id``: ``predict`` receives the task id in task-incremental
+    scenarios (otherwise the evaluator restricts scores to the tested task's
+    classes itself); ``needs_task_id``: the method cannot predict without it.
+    Methods with trainable state report ``trainable_parameters`` and, when they keep
+    state outside ordinary attributes, override ``state_dict``/``load_state_dict``
+    (per-task checkpoints and ``--resume``).
     """
 
     ctx: RunContext
-    #: Whether predictions need the task id at test time (task-incremental methods).
-    needs_task_id: bool = False
+    protocols: ClassVar[frozenset[str]] = IMAGE_PROTOCOLS
+    modalities: ClassVar[frozenset[str]] = frozenset({"image"})
+    uses_task_id: ClassVar[bool] = False
+    needs_task_id: ClassVar[bool] = False
 
     def setup(self, ctx: RunContext) -> None:
         """Receive the run's shared resources (backbone, feature cache, device)."""
@@ -43,8 +56,16 @@ class Learner(ABC):
         """Update on one task's training data."""
 
     @abstractmethod
-    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
-        """Scores of shape (len(samples), seen classes); argmax is the prediction."""
+    def predict(self, inputs: Inputs, task_id: int | None = None) -> Any:
+        """Outputs for test inputs, of the kind ``inputs.output`` names: a (n, seen
+        classes) score tensor whose argmax is the prediction, one score per answer
+        choice, or generated text. ``task_id`` only for ``uses_task_id`` learners in
+        task-incremental scenarios."""
+
+    def on_tested(self, step: int, task_index: int, samples: Samples, outputs: Any) -> None:
+        """Called by the evaluator after ``predict``, with the truth, for diagnostics only
+        (e.g. how often MOS retrieved the sample's own task's adapter). Does nothing by default."""
+        return None
 
     def trainable_parameters(self) -> int:
         """Parameters trained so far (0 for training-free methods)."""
@@ -62,11 +83,13 @@ class Learner(ABC):
         vars(self).update(state)
 
     def hyperparameters(self) -> dict[str, Any]:
-        """Constructor arguments and their values, for the run's configuration."""
-        import inspect
-
+        """Constructor arguments and the values in force (a nested TrainConfig as a dict)."""
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names if hasattr(self, n)}
+        values = {n: getattr(self, n) for n in names if hasattr(self, n)}
+        return {
+            n: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+            for n, v in values.items()
+        }
 
 
 def seed_everything(seed: int) -> None:

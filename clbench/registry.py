@@ -89,7 +89,14 @@ def check_kwargs(factory: Callable[..., Any], kwargs: dict[str, Any], what: str)
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         valid = ", ".join(p for p in params if p != "self") or "none"
-        raise ConfigError(f"{what} has no option {', '.join(unknown)}", f"valid options: {valid}")
+        fix = f"valid options: {valid}"
+        if "train" in params:
+            from clbench.training import TrainConfig
+
+            training = [k for k in unknown if k in TrainConfig.__dataclass_fields__]
+            if training:
+                fix = f"training options are nested: --set train.{training[0]}=...; {fix}"
+        raise ConfigError(f"{what} has no option {', '.join(unknown)}", fix)
 
 
 METHODS: Registry[Any] = Registry("method", "clbench.methods")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from clbench.errors import ConfigError
+from clbench.options import parse_sets
 from clbench.results import ResultsStore, RunResult
 
 COLUMNS = ("scenario", "method", "backbone", "seed", "options", "metric", "value", "tolerance")
@@ -59,8 +60,6 @@ class RunKey:
     options: str = ""
 
     def option_dicts(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        from clbench.cli._options import parse_sets
-
         return parse_sets(self.options.split())
 
     def describe(self) -> str:

@@ -39,7 +39,8 @@ class RunResult:
     split_hash: str
     class_order: list[int]
     task_classes: list[list[int]]
-    correct_matrix: list[list[int | None]]
+    correct_matrix: list[list[int | float | None]]
+    """Score sums (row t: after learning task t); integer correct counts for 0/1 scorers."""
     test_counts: list[int]
     accuracy_matrix: list[list[float | None]]
     metrics: dict[str, float | None]
@@ -49,7 +50,17 @@ class RunResult:
     task_incremental: bool = False
     evaluate_unseen: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    scorers: list[str] = field(default_factory=list)
+    """Each task's scorer (``clbench.scoring``); records before it existed mean accuracy."""
+    class_names: list[str] = field(default_factory=list)
+    """Indexed by global label (``class_order[i]`` became label ``i``)."""
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def scorer(self) -> str:
+        """The scorer its numbers are in: one name, or ``mixed`` (text streams may mix)."""
+        names = sorted(set(self.scorers)) or ["accuracy"]
+        return names[0] if len(names) == 1 else "mixed"
 
     def to_json(self) -> str:
         return json.dumps(_finite(asdict(self)), indent=1, sort_keys=False)

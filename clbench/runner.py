@@ -10,18 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from clbench import metrics
 from clbench.backbones import build_backbone
 from clbench.context import RunContext
 from clbench.errors import ConfigError
-from clbench.evaluator import Evaluation, Evaluator, peak_rss_mb
+from clbench.evaluator import Evaluation, Evaluator, check_compatible, peak_rss_mb
 from clbench.features import FeatureCache
 from clbench.manifest import manifest
-from clbench.paths import cache_root
+from clbench.paths import checkpoints_root, features_root, using_data_root
 from clbench.registry import METHODS, create_method, create_scenario
 from clbench.results import ResultsStore, RunResult, new_run_id
+from clbench.runtime import configure_torch
 from clbench.scenario import Scenario
 
 DEFAULT_SCENARIO = "emoji-cil"
@@ -35,7 +37,8 @@ class RunSpec:
 
     scenario: str = DEFAULT_SCENARIO
     method: str = DEFAULT_METHOD
-    backbone: str = DEFAULT_BACKBONE
+    backbone: str | None = None
+    """None: the scenario's default backbone (a language model for text), else efficientnet-lite0."""
     seed: int = 1993
     weights: str | None = None
     image_size: int | None = None
@@ -43,9 +46,12 @@ class RunSpec:
     scenario_options: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     batch_size: int = 64
+    data_root: str | None = None
+    """Where standard datasets are read from; not part of the run's identity (the split hash is)."""
 
     def key(self) -> str:
-        blob = json.dumps(self.__dict__, sort_keys=True, default=str)
+        identity = {k: v for k, v in self.__dict__.items() if k != "data_root"}
+        blob = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -55,9 +61,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_scenario(name: str, options: dict[str, Any]) -> Scenario:
-    """Create a registered scenario; ``task_incremental`` is an option of every scenario:
-    the test phase is then told the task id, and results record it."""
+def build_scenario(
+    name: str, options: dict[str, Any], data_root: str | Path | None = None
+) -> Scenario:
+    """Create a registered scenario (its datasets read under ``data_root`` when given);
+    ``task_incremental`` is an option of every scenario: the test phase is then told the
+    task id (for methods that use it) and scores are restricted to the tested task's
+    classes; results record it."""
     options = dict(options)
     task_incremental = options.pop("task_incremental", False)
     if not isinstance(task_incremental, bool):
@@ -65,7 +75,8 @@ def build_scenario(name: str, options: dict[str, Any]) -> Scenario:
             f"scenario.task_incremental must be true or false, not {task_incremental!r}",
             "write --set scenario.task_incremental=true",
         )
-    scenario: Scenario = create_scenario(name, **options)
+    with using_data_root(data_root):
+        scenario: Scenario = create_scenario(name, **options)
     if task_incremental:
         scenario = dataclasses.replace(
             scenario,
@@ -76,21 +87,25 @@ def build_scenario(name: str, options: dict[str, Any]) -> Scenario:
 
 
 def prepare(spec: RunSpec, cache: FeatureCache | None = None):
-    """Build scenario, backbone, learner and context for ``spec`` (no learning yet)."""
-    torch.set_flush_denormal(True)  # denormals make CPU ViT inference ~6x slower
+    """Build scenario, backbone, learner and context for ``spec`` (no learning yet).
+
+    Everything that can be refused (options, data, the method/protocol pairing) is
+    checked here, before any network is built or trained.
+    """
+    configure_torch()
     learner = create_method(spec.method, **spec.method_options)  # validates options first
-    scenario = build_scenario(spec.scenario, spec.scenario_options)
+    scenario = build_scenario(spec.scenario, spec.scenario_options, spec.data_root)
+    check_compatible(learner, scenario, spec.method)
     image_size = spec.image_size or scenario.protocol.get("image_size")
-    backbone = build_backbone(spec.backbone, spec.weights, image_size)
+    backbone_name = spec.backbone or scenario.default_backbone or DEFAULT_BACKBONE
+    backbone = build_backbone(backbone_name, spec.weights, image_size)
     device = resolve_device(spec.device)
     ctx = RunContext(
         backbone=backbone.to(device),
-        cache=cache or FeatureCache(cache_root() / "features"),
+        cache=cache or FeatureCache(features_root()),
         device=device,
         seed=spec.seed,
         batch_size=spec.batch_size,
-        scenario_kind=scenario.kind,
-        task_incremental=scenario.task_incremental,
     )
     return scenario, learner, ctx
 
@@ -105,7 +120,7 @@ def run(
     """Run ``spec`` end to end and store the result (when ``store`` is given)."""
     began = time.perf_counter()
     scenario, learner, ctx = prepare(spec, cache)
-    checkpoint_dir = cache_root() / "checkpoints" / spec.key()
+    checkpoint_dir = checkpoints_root() / spec.key()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     evaluation = Evaluator(scenario, learner, ctx, checkpoint_dir, on_task_end).run(resume=resume)
@@ -125,13 +140,12 @@ def build_result(
     evaluation: Evaluation,
     wall_seconds: float,
 ) -> RunResult:
-    acc = metrics.accuracy_matrix(evaluation.correct.clip(min=0), evaluation.counts)
-    acc[evaluation.correct < 0] = float("nan")
+    # Not-evaluated cells count as 0 in the step sums, exactly as the counts did before.
+    score_sums = np.nan_to_num(evaluation.scores, nan=0.0)
+    acc = metrics.accuracy_matrix(score_sums, evaluation.counts)
+    acc[np.isnan(evaluation.scores)] = float("nan")
     summary = metrics.summarize(
-        evaluation.correct.clip(min=0),
-        evaluation.counts,
-        scenario.evaluate_unseen,
-        few_shot=scenario.kind == "few-shot-class-incremental",
+        score_sums, evaluation.counts, scenario.evaluate_unseen, few_shot=scenario.few_shot
     )
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if ctx.device.type == "cuda" else None
     return RunResult(
@@ -150,7 +164,7 @@ def build_result(
                 "protocol": scenario.protocol,
             },
             "backbone": {
-                "spec": spec.backbone,
+                "spec": spec.backbone or ctx.backbone.name,
                 "weights": spec.weights,
                 "weights_id": ctx.backbone.weights_id,
                 "image_size": ctx.backbone.image_size,
@@ -160,12 +174,15 @@ def build_result(
             "device": str(ctx.device),
             "resumed_from_task": evaluation.resumed_from,
             "accuracy_convention": "sample-weighted (PILOT) in *_sample, task-averaged (Mammoth) in *_task",
+            "protocol": scenario.setting,
         },
         manifest=manifest(ctx.device),
         split_hash=scenario.split_hash,
         class_order=scenario.class_order,
         task_classes=[[int(c) for c in t.classes] for t in scenario.tasks],
-        correct_matrix=evaluation.correct_or_none(),
+        correct_matrix=evaluation.scores_or_none(),
+        scorers=scenario.scorers,
+        class_names=list(scenario.class_names),
         test_counts=[int(c) for c in evaluation.counts],
         accuracy_matrix=[[float(v) for v in row] for row in acc],
         metrics=summary,

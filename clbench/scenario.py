@@ -8,7 +8,7 @@ goes into every result.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -21,17 +21,26 @@ ScenarioKind = Literal[
 ]
 
 
+#: The protocols a scenario can demand of a learner (``Learner.protocols``).
+Protocol = Literal["class-incremental", "domain-incremental", "task-incremental", "instruction"]
+
+
 @dataclass(frozen=True)
 class TrainTask:
     """What a learner may see while learning: the task's training data only."""
 
     index: int
     classes: np.ndarray
-    """Global labels that appear for the first time in this task."""
+    """Global labels that appear for the first time in this task (all labels, domain-IL)."""
     seen_classes: int
     """Number of classes seen so far, this task included; labels are ``< seen_classes``."""
     train: Samples
     domain: str | None = None
+    class_names: tuple[str, ...] = ()
+    """Names of ``classes``, in the same order."""
+    name: str | None = None
+    """The task's own name where it has one (an instruction task, an MTIL dataset)."""
+    scorer: str = "accuracy"
 
 
 @dataclass(frozen=True)
@@ -42,9 +51,22 @@ class Task:
     train: Samples
     test: Samples
     domain: str | None = None
+    class_names: tuple[str, ...] = ()
+    name: str | None = None
+    scorer: str = "accuracy"
+    """How outputs on ``test`` become per-sample scores (``clbench.scoring``)."""
 
     def train_view(self) -> TrainTask:
-        return TrainTask(self.index, self.classes, self.seen_classes, self.train, self.domain)
+        return TrainTask(
+            self.index,
+            self.classes,
+            self.seen_classes,
+            self.train,
+            self.domain,
+            self.class_names,
+            self.name,
+            self.scorer,
+        )
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,18 @@ class Scenario:
     """Whether the test phase is told the task id (then results must say so)."""
     evaluate_unseen: bool = False
     """Whether tasks not yet learned are tested too (needed for forward transfer)."""
+    default_backbone: str | None = None
+    """The backbone a run uses when none is named (text scenarios name a language model)."""
+
+    def __post_init__(self) -> None:
+        # Every task carries its classes' names, filled here once for every generator.
+        named = [
+            t
+            if t.class_names or not len(t.classes)
+            else replace(t, class_names=tuple(self.class_names[int(c)] for c in t.classes))
+            for t in self.tasks
+        ]
+        object.__setattr__(self, "tasks", named)
 
     @property
     def num_tasks(self) -> int:
@@ -69,6 +103,33 @@ class Scenario:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def grows_label_space(self) -> bool:
+        """Whether each task brings new classes (so scores may only cover the seen ones)."""
+        return self.kind in ("class-incremental", "few-shot-class-incremental")
+
+    @property
+    def few_shot(self) -> bool:
+        """Task 0 is a base session and later ones few-shot sessions (base/novel metrics)."""
+        return self.kind == "few-shot-class-incremental"
+
+    @property
+    def setting(self) -> Protocol:
+        """The protocol a learner must serve on this scenario."""
+        if self.kind == "instruction":
+            return "instruction"
+        if self.task_incremental:
+            return "task-incremental"
+        return "domain-incremental" if self.kind == "domain-incremental" else "class-incremental"
+
+    @property
+    def modality(self) -> str:
+        return self.tasks[0].train.modality if self.tasks else "image"
+
+    @property
+    def scorers(self) -> list[str]:
+        return [t.scorer for t in self.tasks]
 
     @property
     def split_hash(self) -> str:

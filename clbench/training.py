@@ -9,8 +9,8 @@ CPU determinism (batches are shuffled by a generator seeded from the run).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -40,6 +40,35 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def resolve_train(
+    defaults: TrainConfig, overrides: TrainConfig | Mapping[str, Any] | None
+) -> TrainConfig:
+    """A method's training configuration: its ``defaults`` with the user's ``overrides``.
+
+    ``overrides`` is what the constructor argument ``train`` received: a whole
+    TrainConfig, or a mapping of some fields (``--set train.lr=0.01`` gives
+    ``{"lr": 0.01}``). Unknown fields are refused with the list of valid ones.
+    """
+    if overrides is None:
+        return defaults
+    if isinstance(overrides, TrainConfig):
+        return overrides
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(
+            f"train must be a table of training options, not {overrides!r}",
+            "write e.g. --set train.lr=0.01 --set train.epochs=5",
+        )
+    valid = {f.name: f for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"train has no option {', '.join(unknown)}", f"valid options: {', '.join(valid)}"
+        )
+    # JSON and TOML give lists where the config holds tuples (betas, milestones).
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return replace(defaults, **values)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from torch import nn
 
 from clbench.backbones import Backbone
 from clbench.context import RunContext
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.methods.peft import batchnorms, count_parameters, freeze
 from clbench.scenario import TrainTask
 from clbench.training import TrainConfig, TrainLog, classification_step, fit, image_batches
@@ -34,7 +34,7 @@ class Adapted:
     trained_parameters: int
     log: TrainLog
 
-    def features(self, ctx: RunContext, samples: Samples) -> torch.Tensor:
+    def features(self, ctx: RunContext, samples: Samples | Inputs) -> torch.Tensor:
         return ctx.features(self.backbone, self.extractor_id, samples, persist=False)
 
 

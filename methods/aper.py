@@ -8,9 +8,10 @@ concatenation [frozen PTM feature, adapted feature] of its training images
 (test-time transform); scores are cosine similarities. The frozen half comes
 from the persistent feature cache, the adapted half from the in-run cache.
 
-Defaults: SGD (momentum 0.9), lr 0.01 (0.001 for ``full``), weight decay 5e-4,
-batch 32, cosine schedule, 20 epochs: the emoji first task has about 85 images
-(3 steps per epoch), and 5 epochs left the adapter at 40% training accuracy.
+Training defaults (``--set train.KEY=...``): SGD (momentum 0.9), lr 0.01 (0.001
+for ``full``), weight decay 5e-4, batch 32, cosine schedule, 20 epochs: the emoji
+first task has about 85 images (3 steps per epoch), and 5 epochs left the adapter
+at 40% training accuracy.
 
 Adapter and VPT need a ViT backbone (``--backbone dinov2-vits14``); SSF and full
 fine-tuning also work on the CNN default.
@@ -21,14 +22,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.errors import ConfigError
 from clbench.methods.adaptation import Adapted, adapt_first_session
-from clbench.methods.frozen import PrototypeLearner
+from clbench.methods.base import PrototypeLearner
 from clbench.methods.peft import attach_adapters, attach_ssf, attach_vpt, freeze
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig
+from clbench.training import TrainConfig, resolve_train
 
 PEFT_CHOICES = ("adapter", "vpt_shallow", "vpt_deep", "ssf", "full")
 VIT_ONLY = ("adapter", "vpt_shallow", "vpt_deep")
@@ -43,39 +44,26 @@ class APER(PrototypeLearner):
     def __init__(
         self,
         peft: str = "adapter",
-        epochs: int = 20,
-        lr: float | None = None,
-        batch_size: int = 32,
-        weight_decay: float = 5e-4,
-        optimizer: str = "sgd",
         bottleneck: int = 16,
         adapter_scale: float = 0.1,
         num_prompts: int = 5,
+        train: TrainConfig | dict | None = None,
     ) -> None:
         super().__init__()
         if peft not in PEFT_CHOICES:
             raise ConfigError(f"unknown peft {peft!r}", f"use one of {', '.join(PEFT_CHOICES)}")
         self.peft = peft
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
-        self.optimizer = optimizer
         self.bottleneck = bottleneck
         self.adapter_scale = adapter_scale
         self.num_prompts = num_prompts
+        self.train = resolve_train(self.default_train(), train)
         self.adapted: Adapted | None = None
 
-    def train_config(self) -> TrainConfig:
+    def default_train(self) -> TrainConfig:
         # Full fine-tuning moves every weight: a ten times smaller step than the PEFT modules.
-        lr = self.lr if self.lr is not None else (0.001 if self.peft == "full" else 0.01)
+        lr = 0.001 if self.peft == "full" else 0.01
         return TrainConfig(
-            epochs=self.epochs,
-            lr=lr,
-            optimizer=self.optimizer,
-            schedule="cosine",
-            batch_size=self.batch_size,
-            weight_decay=self.weight_decay,
+            epochs=20, lr=lr, optimizer="sgd", schedule="cosine", batch_size=32, weight_decay=5e-4
         )
 
     def prepare(self, model: nn.Module) -> None:
@@ -97,11 +85,11 @@ class APER(PrototypeLearner):
     def learn(self, task: TrainTask) -> None:
         if self.adapted is None:
             self.adapted = adapt_first_session(
-                self.ctx, task, self.prepare, self.train_config(), tag=f"aper-{self.peft}"
+                self.ctx, task, self.prepare, self.train, tag=f"aper-{self.peft}"
             )
         super().learn(task)
 
-    def embed(self, samples: Samples) -> torch.Tensor:
+    def embed(self, samples: Samples | Inputs) -> torch.Tensor:
         assert self.adapted is not None, "embed() before the first task was learned"
         return torch.cat(
             [self.ctx.frozen_features(samples), self.adapted.features(self.ctx, samples)], dim=1

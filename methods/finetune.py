@@ -12,63 +12,46 @@ it is a reference, not a continual method.
 Both default to 1 epoch per task, which a 2-core CPU affords on the emoji data
 but which leaves a fresh 87-way head under-trained: at that budget joint is
 not an upper bound (emoji-cil: 12.9% last with 1 epoch, 42.7% with 5, see
-reports/first-session-emoji/); raise ``--set epochs=`` where compute allows.
+reports/first-session-emoji/); raise ``--set train.epochs=`` where compute allows.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from clbench.backbones import Backbone
-from clbench.data import Samples
-from clbench.errors import ClbenchError
+from clbench.data import Inputs, Samples, concat_samples
 from clbench.features import embed_samples
 from clbench.learner import Learner
-from clbench.methods.linear import grow_linear
+from clbench.methods.heads import grow_linear
 from clbench.methods.peft import count_parameters
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig, TrainLog, classification_step, fit, image_batches
-
-
-def concat_samples(parts: list[Samples]) -> Samples:
-    """One Samples of several parts from the same dataset split (same source and loader)."""
-    first = parts[0]
-    if any(p.source != first.source or p.loader != first.loader for p in parts):
-        raise ClbenchError(
-            "cannot join samples of different sources", "joint training needs one dataset"
-        )
-    domains = None if first.domains is None else np.concatenate([p.domains for p in parts])
-    return Samples(
-        first.source,
-        np.concatenate([p.keys for p in parts]),
-        np.concatenate([p.labels for p in parts]),
-        first.loader,
-        domains,
-    )
+from clbench.training import (
+    TrainConfig,
+    TrainLog,
+    classification_step,
+    fit,
+    image_batches,
+    resolve_train,
+)
 
 
 class WholeNetworkLearner(Learner):
     """A trainable copy of the PTM with a linear head, trained through the shared loop."""
 
-    def __init__(
-        self,
-        epochs: int = 1,
-        lr: float = 0.01,
-        batch_size: int = 32,
-        weight_decay: float = 5e-4,
-        optimizer: str = "sgd",
-    ) -> None:
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
-        self.optimizer = optimizer
+    def __init__(self, train: TrainConfig | dict | None = None) -> None:
+        self.train = resolve_train(self.default_train(), train)
         self.backbone: Backbone | None = None
         self.head: nn.Linear | None = None
         self.logs: list[list[dict]] = []
+
+    @staticmethod
+    def default_train() -> TrainConfig:
+        return TrainConfig(
+            epochs=1, lr=0.01, optimizer="sgd", schedule="cosine", batch_size=32, weight_decay=5e-4
+        )
 
     def train_on(self, samples: Samples, seed: int, desc: str) -> TrainLog:
         assert self.backbone is not None and self.head is not None
@@ -76,20 +59,14 @@ class WholeNetworkLearner(Learner):
         model = nn.Sequential(self.backbone, self.head).to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        cfg = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            schedule="cosine",
-            batch_size=self.batch_size,
-            weight_decay=self.weight_decay,
+        batches = image_batches(
+            samples, self.backbone.transform(train=True), self.train.batch_size, seed
         )
-        batches = image_batches(samples, self.backbone.transform(train=True), self.batch_size, seed)
         log = fit(
             model.parameters(),
             batches,
             classification_step(model, device),
-            cfg,
+            self.train,
             device,
             desc=desc,
             modules=[model],
@@ -98,14 +75,14 @@ class WholeNetworkLearner(Learner):
         return log
 
     @torch.no_grad()
-    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
+    def predict(self, inputs: Inputs, task_id: int | None = None) -> torch.Tensor:
         assert self.backbone is not None and self.head is not None, (
             "predict() called before learn()"
         )
         model = nn.Sequential(self.backbone, self.head)
         return embed_samples(
             model,
-            samples,
+            inputs,
             self.backbone.transform(train=False),
             self.ctx.device,
             self.ctx.batch_size,
@@ -138,15 +115,8 @@ class Finetune(WholeNetworkLearner):
 class Joint(WholeNetworkLearner):
     """Upper bound: at task t, train a fresh PTM copy and head on all data of tasks 0..t."""
 
-    def __init__(
-        self,
-        epochs: int = 1,
-        lr: float = 0.01,
-        batch_size: int = 32,
-        weight_decay: float = 5e-4,
-        optimizer: str = "sgd",
-    ) -> None:
-        super().__init__(epochs, lr, batch_size, weight_decay, optimizer)
+    def __init__(self, train: TrainConfig | dict | None = None) -> None:
+        super().__init__(train)
         self.seen: list[Samples] = []
 
     def learn(self, task: TrainTask) -> None:

@@ -8,56 +8,11 @@ scenario costs no pass over the images.
 
 from __future__ import annotations
 
-from abc import abstractmethod
-
 import torch
 
-from clbench.data import Samples
-from clbench.kernels import ClassStats, class_stats, knn_scores, prototype_scores, row_norms
-from clbench.learner import Learner
+from clbench.kernels import knn_scores, row_norms
+from clbench.methods.base import FeatureLearner, PrototypeLearner
 from clbench.registry import register_method
-from clbench.scenario import TrainTask
-
-
-class FeatureLearner(Learner):
-    """A learner whose whole state is a function of (embeddings, labels).
-
-    Subclasses say how to embed (``embed``, the frozen backbone by default), how
-    to absorb a task's embeddings (``absorb``) and how to score (``score``).
-    """
-
-    def embed(self, samples: Samples) -> torch.Tensor:
-        return self.ctx.frozen_features(samples)
-
-    def learn(self, task: TrainTask) -> None:
-        self.absorb(self.embed(task.train), torch.from_numpy(task.train.labels), task.seen_classes)
-
-    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
-        return self.score(self.embed(samples))
-
-    @abstractmethod
-    def absorb(self, features: torch.Tensor, labels: torch.Tensor, seen_classes: int) -> None:
-        """Fold one task's embeddings into the learner's state."""
-
-    @abstractmethod
-    def score(self, features: torch.Tensor) -> torch.Tensor:
-        """Scores (n, seen classes) of embeddings."""
-
-
-class PrototypeLearner(FeatureLearner):
-    """Class-mean prototypes from running statistics, scored by ``metric``."""
-
-    metric = "cosine"
-
-    def __init__(self) -> None:
-        self.stats: ClassStats | None = None
-
-    def absorb(self, features: torch.Tensor, labels: torch.Tensor, seen_classes: int) -> None:
-        self.stats = class_stats(features, labels, seen_classes, stats=self.stats)
-
-    def score(self, features: torch.Tensor) -> torch.Tensor:
-        assert self.stats is not None, "predict() called before learn()"
-        return prototype_scores(features, self.stats.means.float(), self.metric)
 
 
 @register_method("simplecil")

@@ -12,26 +12,33 @@ gamma 0.7; covariance of all features + identity. clbench keeps the optimiser,
 learning rate, weight decay, gamma and milestone *fractions* (1/4, 1/2, 3/4 of
 the epochs) but defaults to 5 epochs of batch 32, which a 2-core CPU runs in
 about a minute on the emoji data's small first session; pass
-``--set epochs=200 batch_size=256`` for the reference schedule.
+``--set train.epochs=200 --set train.batch_size=256`` for the reference schedule.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.errors import ConfigError
 from clbench.methods.adaptation import Adapted, adapt_first_session
 from clbench.methods.lda import LDALearner
 from clbench.methods.peft import attach_film, freeze
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig
+from clbench.training import TrainConfig, resolve_train
 
 ADAPT_CHOICES = ("full", "film")
 #: The reference MultiStep milestones as fractions of its 200 epochs.
 MILESTONE_FRACTIONS = (50 / 200, 100 / 200, 150 / 200)
+
+
+def reference_milestones(epochs: int) -> tuple[int, ...]:
+    """The reference's MultiStep milestones scaled to ``epochs``."""
+    return tuple(sorted({max(1, round(f * epochs)) for f in MILESTONE_FRACTIONS}))
 
 
 @register_method("fsa")
@@ -41,37 +48,33 @@ class FSA(LDALearner):
     def __init__(
         self,
         adapt: str = "full",
-        epochs: int = 5,
-        lr: float = 5e-3,
-        batch_size: int = 32,
-        weight_decay: float = 1e-6,
-        gamma: float = 0.7,
         covariance: str = "total",
         ridge: float = 1.0,
         shrinkage: float = 0.0,
+        train: TrainConfig | dict | None = None,
     ) -> None:
         super().__init__(covariance, ridge, shrinkage)
         if adapt not in ADAPT_CHOICES:
             raise ConfigError(f"unknown adapt {adapt!r}", f"use one of {', '.join(ADAPT_CHOICES)}")
         self.adapt = adapt
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
-        self.gamma = gamma
+        resolved = resolve_train(self.default_train(), train)
+        if train is None or (isinstance(train, dict) and "milestones" not in train):
+            # The reference's milestones follow the epochs (1/4, 1/2, 3/4 of them).
+            resolved = replace(resolved, milestones=reference_milestones(resolved.epochs))
+        self.train = resolved
         self.adapted: Adapted | None = None
 
-    def train_config(self) -> TrainConfig:
-        milestones = tuple(sorted({max(1, round(f * self.epochs)) for f in MILESTONE_FRACTIONS}))
+    @staticmethod
+    def default_train() -> TrainConfig:
         return TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
+            epochs=5,
+            lr=5e-3,
             optimizer="adam",
             schedule="multistep",
-            milestones=milestones,
-            gamma=self.gamma,
-            batch_size=self.batch_size,
-            weight_decay=self.weight_decay,
+            milestones=reference_milestones(5),
+            gamma=0.7,
+            batch_size=32,
+            weight_decay=1e-6,
         )
 
     def prepare(self, model: nn.Module) -> None:
@@ -82,11 +85,11 @@ class FSA(LDALearner):
     def learn(self, task: TrainTask) -> None:
         if self.adapted is None:
             self.adapted = adapt_first_session(
-                self.ctx, task, self.prepare, self.train_config(), tag=f"fsa-{self.adapt}"
+                self.ctx, task, self.prepare, self.train, tag=f"fsa-{self.adapt}"
             )
         super().learn(task)
 
-    def embed(self, samples: Samples) -> torch.Tensor:
+    def embed(self, samples: Samples | Inputs) -> torch.Tensor:
         assert self.adapted is not None, "embed() before the first session was learned"
         return self.adapted.features(self.ctx, samples)
 

@@ -21,7 +21,7 @@ import torch
 
 from clbench.errors import ConfigError
 from clbench.kernels import ClassStats, class_stats, prototype_scores
-from clbench.methods.frozen import FeatureLearner
+from clbench.methods.base import FeatureLearner
 from clbench.registry import register_method
 
 COVARIANCES = ("total", "within")

@@ -11,46 +11,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.data import Samples
+from clbench.data import Inputs
 from clbench.learner import Learner
+from clbench.methods.heads import grow_linear
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig, fit, tensor_batches
-
-
-def grow_linear(head: nn.Linear | None, in_features: int, out_features: int) -> nn.Linear:
-    """A Linear with ``out_features`` outputs whose first rows copy ``head``'s."""
-    grown = nn.Linear(in_features, out_features)
-    if head is not None:
-        with torch.no_grad():
-            grown.weight[: head.out_features] = head.weight
-            grown.bias[: head.out_features] = head.bias
-    return grown
+from clbench.training import TrainConfig, fit, resolve_train, tensor_batches
 
 
 @register_method("linear")
 class SequentialLinear(Learner):
     """Linear head on frozen features trained task after task (no replay): lower bound."""
 
-    def __init__(
-        self, epochs: int = 30, lr: float = 0.05, batch_size: int = 32, weight_decay: float = 0.0
-    ) -> None:
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
+    def __init__(self, train: TrainConfig | dict | None = None) -> None:
+        self.train = resolve_train(self.default_train(), train)
         self.head: nn.Linear | None = None
+
+    @staticmethod
+    def default_train() -> TrainConfig:
+        return TrainConfig(epochs=30, lr=0.05, batch_size=32, weight_decay=0.0)
 
     def learn(self, task: TrainTask) -> None:
         features = self.ctx.frozen_features(task.train)
         labels = torch.from_numpy(task.train.labels)
         self.head = grow_linear(self.head, features.shape[1], task.seen_classes).to(self.ctx.device)
-        cfg = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            weight_decay=self.weight_decay,
-        )
         head, device = self.head, self.ctx.device
 
         def step(batch):
@@ -59,22 +43,22 @@ class SequentialLinear(Learner):
             return F.cross_entropy(logits, y), logits, y
 
         batches = tensor_batches(
-            features, labels, batch_size=self.batch_size, seed=self.ctx.seed + task.index
+            features, labels, batch_size=self.train.batch_size, seed=self.ctx.seed + task.index
         )
         fit(
             head.parameters(),
             batches,
             step,
-            cfg,
+            self.train,
             device,
             desc=f"linear task {task.index}",
             modules=[head],
         )
 
     @torch.no_grad()
-    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
+    def predict(self, inputs: Inputs, task_id: int | None = None) -> torch.Tensor:
         assert self.head is not None, "predict() called before learn()"
-        return self.head(self.ctx.frozen_features(samples).to(self.ctx.device)).cpu()
+        return self.head(self.ctx.frozen_features(inputs).to(self.ctx.device)).cpu()
 
     def trainable_parameters(self) -> int:
         return 0 if self.head is None else sum(p.numel() for p in self.head.parameters())

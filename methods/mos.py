@@ -22,8 +22,9 @@ task; that task's adapter embeds the image and the linear head predicts again,
 which may name another task; this repeats (at most ``max_refine_iterations``)
 until the task is stable. The score is ``softmax(final logits) +
 softmax(T x prototype logits)``, T = tasks learned. How often the adapter
-finally used is the sample's own task is recorded (``extra_results``); test
-labels serve only that measurement, never a prediction.
+finally used is the sample's own task is recorded (``extra_results``): the
+evaluator hands the test labels to ``on_tested`` after each prediction, for
+that measurement only; ``predict`` never sees them.
 
 Defaults are the official ImageNet-R configuration (``exps/mos_inr.json``).
 The official code also re-applies the merge inside every forward pass, to the
@@ -44,16 +45,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.data import Samples
+from clbench.data import Inputs, Samples
 from clbench.kernels import prototype_scores
 from clbench.learner import Learner
-from clbench.methods.linear import grow_linear
+from clbench.methods.heads import grow_linear
 from clbench.methods.peft.adapter import Adapter, attach_adapters
-from clbench.methods.peft.common import count_parameters, freeze
+from clbench.methods.peft.common import count_parameters, freeze, switched
 from clbench.methods.vit_common import masked_cross_entropy, old_class_count, trainable_vit
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig, fit, image_batches, to_device
+from clbench.training import TrainConfig, fit, image_batches, resolve_train, to_device
 
 
 class TaskAdapters(nn.Module):
@@ -204,13 +205,8 @@ class AdapterView(nn.Module):
         self.index = index
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            block.active = self.index
-        try:
+        with switched(self.blocks, active=self.index):
             return self.net(images)
-        finally:
-            for block in self.blocks:
-                block.active = None
 
 
 @register_method("mos")
@@ -219,12 +215,7 @@ class MOS(Learner):
 
     def __init__(
         self,
-        epochs: int = 10,
-        lr: float = 0.05,
         head_lr_scale: float = 0.1,
-        weight_decay: float = 0.005,
-        momentum: float = 0.9,
-        batch_size: int = 16,
         bottleneck: int = 16,
         adapter_scale: float = 0.1,
         dropout: float = 0.1,
@@ -238,13 +229,10 @@ class MOS(Learner):
         covariance_eps: float = 1e-4,
         max_refine_iterations: int = 4,
         ensemble: bool = True,
+        train: TrainConfig | dict | None = None,
     ) -> None:
-        self.epochs = epochs
-        self.lr = lr
+        self.train = resolve_train(self.default_train(), train)
         self.head_lr_scale = head_lr_scale
-        self.weight_decay = weight_decay
-        self.momentum = momentum
-        self.batch_size = batch_size
         self.bottleneck = bottleneck
         self.adapter_scale = adapter_scale
         self.dropout = dropout
@@ -266,7 +254,22 @@ class MOS(Learner):
         self.gaussians = ClassGaussians(covariance_eps)
         self.tasks_learned = 0
         self.retrieval: list[dict[str, Any]] = []
+        self._last_retrieval: tuple[torch.Tensor, ...] | None = None
         self.run_id = uuid.uuid4().hex[:12]
+
+    @staticmethod
+    def default_train() -> TrainConfig:
+        """The adapters' schedule (ImageNet-R config); the head trains at ``head_lr_scale``
+        of the rate, the classifier alignment with its own ``align_*`` options."""
+        return TrainConfig(
+            epochs=10,
+            lr=0.05,
+            optimizer="sgd",
+            momentum=0.9,
+            weight_decay=0.005,
+            schedule="cosine",
+            batch_size=16,
+        )
 
     # -- construction -----------------------------------------------------------------------
     def _build(self) -> None:
@@ -278,7 +281,7 @@ class MOS(Learner):
         self.blocks = [block.branch for block in wrapped]
         self.net = net.to(self.ctx.device)
 
-    def features(self, index: int, samples: Samples) -> torch.Tensor:
+    def features(self, index: int, samples: Samples | Inputs) -> torch.Tensor:
         """Embeddings of ``samples`` with task ``index``'s frozen adapter (cached in memory for the run)."""
         view = AdapterView(self.net, self.blocks, index)
         return self.ctx.features(view, f"mos-{self.run_id}/adapter{index}", samples, persist=False)
@@ -340,26 +343,17 @@ class MOS(Learner):
             {"params": [p for a in current for p in a.parameters()]},
             {"params": list(head.parameters()), "lr_scale": self.head_lr_scale},
         ]
-        cfg = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            optimizer="sgd",
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            schedule="cosine",
-            batch_size=self.batch_size,
-        )
         batches = image_batches(
             task.train,
             self.net.transform(train=True),
-            self.batch_size,
+            self.train.batch_size,
             seed=self.ctx.seed + task.index,
         )
         fit(
             params,
             batches,
             step,
-            cfg,
+            self.train,
             device,
             desc=f"mos task {task.index}",
             after_step=merge,
@@ -371,7 +365,7 @@ class MOS(Learner):
     def _align_classifier(self, task: TrainTask) -> None:
         """Re-train the linear head on draws from every seen class's Gaussian."""
         head, device = self.head, self.ctx.device
-        per_class = self.samples_per_class or 5 * self.batch_size
+        per_class = self.samples_per_class or 5 * self.train.batch_size
 
         def step(batch):
             features, labels = (t.to(device) for t in batch)
@@ -402,10 +396,10 @@ class MOS(Learner):
 
     # -- inference --------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
+    def predict(self, inputs: Inputs, task_id: int | None = None) -> torch.Tensor:
         assert self.head is not None, "predict() called before learn()"
         device, tasks = self.ctx.device, self.tasks_learned
-        features = torch.stack([self.features(k, samples) for k in range(tasks)], dim=1).to(device)
+        features = torch.stack([self.features(k, inputs) for k in range(tasks)], dim=1).to(device)
         class_task = self.class_task.to(device)
         original = prototype_scores(features[:, 0], self.prototypes.to(device), "cosine")
         start = class_task[original.argmax(dim=1)]
@@ -413,25 +407,26 @@ class MOS(Learner):
         final, chosen, iterations = self_refine(
             features, head, class_task, start, self.max_refine_iterations
         )
-        self._record_retrieval(samples, start, chosen, iterations)
+        # Kept until the evaluator hands over the truth (on_tested) for the retrieval log.
+        self._last_retrieval = (start.cpu(), chosen.cpu(), iterations.cpu())
         if not self.ensemble:
             return final.float().cpu()
         return (final.softmax(dim=1) + (tasks * original).softmax(dim=1)).float().cpu()
 
-    def _record_retrieval(
-        self, samples: Samples, start: torch.Tensor, chosen: torch.Tensor, iterations: torch.Tensor
-    ) -> None:
+    def on_tested(self, step: int, task_index: int, samples: Samples, outputs) -> None:
         """Count how often the first guess and the refined choice are the sample's own task."""
+        start, chosen, iterations = self._last_retrieval
+        self._last_retrieval = None
         true_task = self.class_task[torch.from_numpy(samples.labels)]
         self.retrieval.append(
             {
-                "after_task": self.tasks_learned - 1,
+                "after_task": step,
                 "samples": len(samples),
-                "first_guess_correct": int((start.cpu() == true_task).sum()),
-                "retrieved_correct": int((chosen.cpu() == true_task).sum()),
-                "iterations": torch.bincount(
-                    iterations.cpu(), minlength=self.max_refine_iterations + 1
-                )[1:].tolist(),
+                "first_guess_correct": int((start == true_task).sum()),
+                "retrieved_correct": int((chosen == true_task).sum()),
+                "iterations": torch.bincount(iterations, minlength=self.max_refine_iterations + 1)[
+                    1:
+                ].tolist(),
             }
         )
 

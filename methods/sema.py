@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -40,17 +40,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbench.backbones import Backbone
-from clbench.data import Samples
+from clbench.data import Inputs
 from clbench.errors import ConfigError
 from clbench.features import embed_samples
 from clbench.learner import Learner
-from clbench.methods.linear import grow_linear
+from clbench.methods.heads import grow_linear
 from clbench.methods.peft.adapter import Adapter, attach_adapters
-from clbench.methods.peft.common import count_parameters, vit_blocks
+from clbench.methods.peft.common import count_parameters, switched, vit_blocks
 from clbench.methods.vit_common import masked_cross_entropy, old_class_count, trainable_vit
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
-from clbench.training import TrainConfig, fit, image_batches, to_device
+from clbench.training import TrainConfig, fit, image_batches, resolve_train, to_device
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +196,6 @@ class SEMA(Learner):
 
     def __init__(
         self,
-        epochs: int = 20,
-        lr: float = 0.005,
-        weight_decay: float = 5e-4,
-        momentum: float = 0.9,
-        batch_size: int = 32,
         descriptor_epochs: int = 20,
         descriptor_lr: float = 0.01,
         descriptor_dim: int | None = None,
@@ -211,12 +206,9 @@ class SEMA(Learner):
         bottleneck: int = 16,
         adapter_scale: float = 0.1,
         dropout: float = 0.1,
+        train: TrainConfig | dict | None = None,
     ) -> None:
-        self.epochs = epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.momentum = momentum
-        self.batch_size = batch_size
+        self.train = resolve_train(self.default_train(), train)
         self.descriptor_epochs = descriptor_epochs
         self.descriptor_lr = descriptor_lr
         self.descriptor_dim = descriptor_dim
@@ -251,15 +243,18 @@ class SEMA(Learner):
         self.mixtures = {i: block.branch for i, block in enumerate(blocks)}
         self.net = net.to(self.ctx.device)
 
-    def _train_config(self, epochs: int, lr: float) -> TrainConfig:
+    @staticmethod
+    def default_train() -> TrainConfig:
+        """The adapters' and head's schedule; the descriptors train with it at their own
+        ``descriptor_epochs`` and ``descriptor_lr``."""
         return TrainConfig(
-            epochs=epochs,
-            lr=lr,
+            epochs=20,
+            lr=0.005,
             optimizer="sgd",
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
+            momentum=0.9,
+            weight_decay=5e-4,
             schedule="cosine",
-            batch_size=self.batch_size,
+            batch_size=32,
         )
 
     def _batches(self, task: TrainTask, batch_size: int, salt: int):
@@ -307,9 +302,9 @@ class SEMA(Learner):
         params = [p for p in functional if p.requires_grad] + list(head.parameters())
         fit(
             params,
-            self._batches(task, self.batch_size, salt=len(self.decisions)),
+            self._batches(task, self.train.batch_size, salt=len(self.decisions)),
             step,
-            self._train_config(self.epochs, self.lr),
+            self.train,
             device,
             desc=f"sema task {task.index} {what}",
             modules=[net, head],
@@ -326,12 +321,12 @@ class SEMA(Learner):
             return sum(m.descriptor_loss for m in mixtures), None, None
 
         params = [p for m in mixtures for p in m.descriptors[-1].parameters()]
-        with mixture_mode(mixtures, "descriptor"):
+        with switched(mixtures, mode="descriptor"):
             fit(
                 params,
-                self._batches(task, self.batch_size, salt=500 + len(self.decisions)),
+                self._batches(task, self.train.batch_size, salt=500 + len(self.decisions)),
                 step,
-                self._train_config(self.descriptor_epochs, self.descriptor_lr),
+                replace(self.train, epochs=self.descriptor_epochs, lr=self.descriptor_lr),
                 device,
                 desc=f"sema task {task.index} descriptors",
                 modules=[net],
@@ -372,7 +367,7 @@ class SEMA(Learner):
         was_training = net.training
         net.eval()
         try:
-            with mixture_mode(candidates, "scan"):
+            with switched(candidates, mode="scan"):
                 for images, _ in self._batches(
                     task, self.detect_batch_size, salt=900 + len(self.decisions)
                 ):
@@ -403,12 +398,12 @@ class SEMA(Learner):
 
     # -- inference and reporting ---------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, samples: Samples, task_id: int | None = None) -> torch.Tensor:
+    def predict(self, inputs: Inputs, task_id: int | None = None) -> torch.Tensor:
         assert self.net is not None and self.head is not None, "predict() called before learn()"
         model = nn.Sequential(self.net, self.head)
         return embed_samples(
             model,
-            samples,
+            inputs,
             self.net.transform(train=False),
             self.ctx.device,
             self.ctx.batch_size,
@@ -433,15 +428,3 @@ class SEMA(Learner):
             "adapters_per_layer": self.adapters_per_task,
             "expandable_layers": [i for i, m in self.mixtures.items() if m.expandable],
         }
-
-
-@contextmanager
-def mixture_mode(mixtures: list[AdapterMixture], mode: str) -> Iterator[None]:
-    """Switch ``mixtures`` to ``mode`` ("scan" or "descriptor") for the duration of a block."""
-    for m in mixtures:
-        m.mode = mode
-    try:
-        yield
-    finally:
-        for m in mixtures:
-            m.mode = "run"

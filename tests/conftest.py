@@ -22,7 +22,17 @@ if not _has_cuda:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory):
+    """One feature cache for the whole session: tests reuse each other's embeddings
+    without ever writing into the user's cache."""
+    return tmp_path_factory.mktemp("features")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_results(tmp_path_factory, monkeypatch):
-    """Point the results store at a temporary folder for every test."""
+def _isolated_results(tmp_path_factory, monkeypatch, _session_cache):
+    """Results, features and checkpoints go to temporary folders in every test; only the
+    real offline assets (read-only) come from the user cache."""
     monkeypatch.setenv("CLBENCH_RESULTS", str(tmp_path_factory.mktemp("runs")))
+    monkeypatch.setenv("CLBENCH_FEATURES", str(_session_cache))
+    monkeypatch.setenv("CLBENCH_CHECKPOINTS", str(tmp_path_factory.mktemp("checkpoints")))

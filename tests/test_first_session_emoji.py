@@ -16,19 +16,19 @@ SMALL = {"init_cls": 3, "increment": 2, "min_per_class": 40}
 CHANCE = 1 / 7
 
 CASES = [
-    ("fsa", "efficientnet-lite0", {"epochs": 1}),
-    ("fsa", "dinov2-vits14", {"epochs": 1, "adapt": "film"}),
-    ("aper", "dinov2-vits14", {"epochs": 1, "peft": "adapter"}),
-    ("aper", "efficientnet-lite0", {"epochs": 1, "peft": "ssf"}),
-    ("finetune", "efficientnet-lite0", {"epochs": 1}),
-    ("joint", "efficientnet-lite0", {"epochs": 1}),
+    ("fsa", "efficientnet-lite0", {"train": {"epochs": 1}}),
+    ("fsa", "dinov2-vits14", {"train": {"epochs": 1}, "adapt": "film"}),
+    ("aper", "dinov2-vits14", {"train": {"epochs": 1}, "peft": "adapter"}),
+    ("aper", "efficientnet-lite0", {"train": {"epochs": 1}, "peft": "ssf"}),
+    ("finetune", "efficientnet-lite0", {"train": {"epochs": 1}}),
+    ("joint", "efficientnet-lite0", {"train": {"epochs": 1}}),
 ]
 
 
 @pytest.mark.parametrize(
     ("method", "backbone", "options"),
     CASES,
-    ids=[f"{m}-{b}-{'-'.join(map(str, o.values()))}" for m, b, o in CASES],
+    ids=[f"{m}-{b}-{o.get('adapt') or o.get('peft') or 'default'}" for m, b, o in CASES],
 )
 def test_runs_on_real_emoji(method, backbone, options, tmp_path):
     spec = RunSpec(

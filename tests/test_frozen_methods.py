@@ -71,20 +71,22 @@ def test_knn_with_k1_matches_a_brute_force_nearest_neighbour():
 
 
 def test_linear_baseline_forgets_more_than_simplecil(simplecil):
-    linear = run_emoji("linear", epochs=5)
+    linear = run_emoji("linear", train={"epochs": 5})
     assert linear.trainable_parameters[-1] == 1280 * 87 + 87
     assert linear.metrics["forgetting_pilot"] > simplecil.metrics["forgetting_pilot"]
 
 
 def test_same_seed_gives_the_identical_matrix():
-    a = run_emoji("linear", epochs=2, scenario={"num_tasks": 3})
-    b = run_emoji("linear", epochs=2, scenario={"num_tasks": 3})
+    a = run_emoji("linear", train={"epochs": 2}, scenario={"num_tasks": 3})
+    b = run_emoji("linear", train={"epochs": 2}, scenario={"num_tasks": 3})
     assert a.correct_matrix == b.correct_matrix
     assert a.split_hash == b.split_hash
 
 
 def test_interrupted_run_resumes_to_the_same_numbers():
-    spec = RunSpec(method="linear", method_options={"epochs": 2}, scenario_options={"num_tasks": 4})
+    spec = RunSpec(
+        method="linear", method_options={"train": {"epochs": 2}}, scenario_options={"num_tasks": 4}
+    )
     full = run(spec)
 
     def stop_after_task_1(step, _):

@@ -23,7 +23,7 @@ from clbench.methods.peft.adapter import Adapter
 from clbench.methods.vit_common import masked_cross_entropy, old_class_count
 from tests.synthetic_vit import synthetic_task, tiny_context
 
-SETTINGS = dict(epochs=1, batch_size=8, align_epochs=2, samples_per_class=16)
+SETTINGS = dict(align_epochs=2, samples_per_class=16, train={"epochs": 1, "batch_size": 8})
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,9 @@ def test_ema_merge_matches_its_formula():
 def test_merge_runs_after_every_optimiser_step():
     """With lr 0 the only change to the adapter is the merge: k steps give (1-m)^k c + (1-(1-m)^k) mean."""
     seed_everything(0)
-    learner = MOS(**{**SETTINGS, "lr": 0.0, "align_epochs": 1})
+    learner = MOS(
+        **{**SETTINGS, "train": {"epochs": 1, "batch_size": 8, "lr": 0.0}, "align_epochs": 1}
+    )
     learner.setup(tiny_context())
     learner.learn(synthetic_task(0, [0, 1], 2, seed=0)[0])
     block = learner.blocks[0]
@@ -69,7 +71,7 @@ def test_merge_runs_after_every_optimiser_step():
     start, mean = copy_params(block.current), mean_parameters(block.saved)
     task, _ = synthetic_task(1, [2, 3], 4, seed=1)
     learner.learn(task)
-    steps = -(-len(task.train) // SETTINGS["batch_size"])  # one epoch of batches
+    steps = -(-len(task.train) // learner.train.batch_size)  # one epoch of batches
     keep = 0.9**steps
     for name, p in block.saved[1].named_parameters():
         assert torch.allclose(p, keep * start[name] + (1 - keep) * mean[name], atol=1e-5)
@@ -156,10 +158,12 @@ def test_snapshots_stay_frozen_and_prototypes_come_from_the_first_adapter(two_ta
 def test_predict_combines_scores_and_records_retrieval(two_tasks):
     learner, _, first_test, second_test, _ = two_tasks
     learner.retrieval.clear()
-    scores = learner.predict(first_test)
+    scores = learner.predict(first_test.inputs())
     assert scores.shape == (len(first_test), 6)
     assert torch.allclose(scores.sum(dim=1), torch.full((len(first_test),), 2.0))  # two softmaxes
-    learner.predict(second_test)
+    # The truth reaches the retrieval log only through the evaluator's hook.
+    learner.on_tested(1, 0, first_test, scores)
+    learner.on_tested(1, 1, second_test, learner.predict(second_test.inputs()))
     (step,) = learner.extra_results()["retrieval"]
     assert step["after_task"] == 1 and step["samples"] == len(first_test) + len(second_test)
     assert 0.0 <= step["retrieval_accuracy"] <= 1.0 and sum(step["iterations"]) == step["samples"]

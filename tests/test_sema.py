@@ -13,7 +13,12 @@ from clbench.methods.peft.adapter import Adapter
 from clbench.methods.sema import SEMA, AdapterMixture, LossBuffer, expansion_layers
 from tests.synthetic_vit import synthetic_task, tiny_context
 
-SETTINGS = dict(epochs=1, descriptor_epochs=10, batch_size=8, detect_batch_size=32, expand_layers=2)
+SETTINGS = dict(
+    descriptor_epochs=10,
+    detect_batch_size=32,
+    expand_layers=2,
+    train={"epochs": 1, "batch_size": 8},
+)
 
 
 def run_two_tasks(shift: int) -> tuple[SEMA, dict[str, torch.Tensor], dict[str, torch.Tensor]]:

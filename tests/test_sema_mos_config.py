@@ -12,10 +12,9 @@ from clbench.registry import create_method
 
 def test_published_defaults():
     sema, mos = create_method("sema"), create_method("mos")
-    assert (sema.lr, sema.weight_decay, sema.batch_size, sema.bottleneck, sema.dropout) == (
-        0.005,
-        5e-4,
-        32,
+    assert (sema.train.lr, sema.train.weight_decay, sema.train.batch_size) == (0.005, 5e-4, 32)
+    assert (mos.train.lr, mos.train.batch_size, mos.train.epochs) == (0.05, 16, 10)
+    assert (sema.bottleneck, sema.dropout) == (
         16,
         0.1,
     )
@@ -32,14 +31,25 @@ def test_cli_sets_and_config_file_reach_the_constructor(tmp_path):
     config = tmp_path / "sema.toml"
     config.write_text(
         '[run]\nmethod = "sema"\nbackbone = "dinov2-vits14"\n'
-        "[method]\nexpand_layers = [9, 10]\nepochs = 3\n[scenario]\nnum_tasks = 3\n"
+        "[method]\nexpand_layers = [9, 10]\n[method.train]\nepochs = 3\nlr = 0.01\n"
+        "[scenario]\nnum_tasks = 3\n"
     )
     args = build_parser().parse_args(
-        ["run", "--config", str(config), "--set", "epochs=2", "--set", "expansion_threshold=1.5"]
+        [
+            "run",
+            "--config",
+            str(config),
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "expansion_threshold=1.5",
+        ]
     )
     spec = spec_from_args(args)
     learner = create_method(spec.method, **spec.method_options)
-    assert (learner.expand_layers, learner.epochs, learner.expansion_threshold) == ([9, 10], 2, 1.5)
+    assert (learner.expand_layers, learner.expansion_threshold) == ([9, 10], 1.5)
+    # --set train.epochs overrides the file's epochs; the file's lr stays.
+    assert (learner.train.epochs, learner.train.lr) == (2, 0.01)
     assert spec.scenario_options == {"num_tasks": 3} and spec.backbone == "dinov2-vits14"
 
 

@@ -31,7 +31,7 @@ def above_chance_on_first_task(result) -> bool:
 
 
 def test_sema_on_emoji_cil_with_dinov2():
-    result = run_method("sema", epochs=1, descriptor_epochs=1)
+    result = run_method("sema", train={"epochs": 1}, descriptor_epochs=1)
     assert all(
         v is not None for row_i, row in enumerate(result.correct_matrix) for v in row[: row_i + 1]
     )
@@ -54,7 +54,7 @@ def test_sema_on_emoji_cil_with_dinov2():
 
 
 def test_mos_on_emoji_cil_with_dinov2():
-    result = run_method("mos", epochs=1, align_epochs=2)
+    result = run_method("mos", train={"epochs": 1}, align_epochs=2)
     retrieval = result.extra["retrieval"]
     assert [r["after_task"] for r in retrieval] == [0, 1, 2]
     assert retrieval[0]["retrieval_accuracy"] == 1.0  # one adapter: retrieval cannot miss
@@ -69,9 +69,9 @@ def test_mos_on_emoji_cil_with_dinov2():
 def test_domain_incremental_emoji_with_dinov2(method):
     """Google then Twitter styles over one label set (the 14 subcategories with >= 30 emoji)."""
     options = (
-        {"epochs": 1, "descriptor_epochs": 1}
+        {"train": {"epochs": 1}, "descriptor_epochs": 1}
         if method == "sema"
-        else {"epochs": 1, "align_epochs": 2}
+        else {"train": {"epochs": 1}, "align_epochs": 2}
     )
     result = run(
         RunSpec(

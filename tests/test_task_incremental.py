@@ -20,15 +20,25 @@ from tests.dataset_layouts import write_cifar100
 class TaskIdRecorder(Learner):
     """Predicts class 0 and remembers which task ids the evaluator passed."""
 
+    uses_task_id = True
+
     def __init__(self) -> None:
         self.seen_ids: list[int | None] = []
+        self.label_spaces: list[tuple[str, ...] | None] = []
 
     def learn(self, task) -> None:
         self.width = task.seen_classes
 
-    def predict(self, samples, task_id=None) -> torch.Tensor:
+    def predict(self, inputs, task_id=None) -> torch.Tensor:
         self.seen_ids.append(task_id)
-        return torch.zeros(len(samples), self.width)
+        self.label_spaces.append(inputs.class_names)
+        return torch.zeros(len(inputs), self.width)
+
+
+class IdBlind(TaskIdRecorder):
+    """The same learner without ``uses_task_id``: the evaluator keeps the id to itself."""
+
+    uses_task_id = False
 
 
 @pytest.fixture
@@ -46,6 +56,21 @@ def test_evaluator_passes_the_task_id_only_when_asked(cifar, flag):
     # after task 0: test task 0; after task 1: tasks 0 and 1
     assert learner.seen_ids == ([0, 0, 1] if flag else [None, None, None])
     assert scenario.protocol.get("task_incremental", False) is flag
+    # The tested task's label space travels with the inputs only when the id is given anyway.
+    names = [t.class_names for t in scenario.tasks]
+    assert learner.label_spaces == ([names[0], names[0], names[1]] if flag else [None] * 3)
+
+
+def test_learners_that_ignore_the_id_are_not_told_it(cifar):
+    scenario = build_scenario("cifar100", {"increment": 50, "task_incremental": True})
+    learner = IdBlind()
+    evaluation = Evaluator(scenario, learner, SimpleNamespace(seed=0)).run()
+    assert learner.seen_ids == [None, None, None]
+    # All-zero scores restricted to task 1's classes 50..99: the argmax is class 50, which
+    # is right for task 1's samples of class 50, where class-IL (argmax 0) gets none.
+    task1 = scenario.tasks[1].test
+    assert evaluation.scores[1, 1] == (task1.labels == 50).sum() > 0
+    assert evaluation.scores[1, 0] == (scenario.tasks[0].test.labels == 0).sum()
 
 
 def test_task_incremental_must_be_a_boolean(cifar):

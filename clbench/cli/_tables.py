@@ -22,9 +22,11 @@ def print_run_summary(
 ) -> None:
     console = console or Console()
     n = len(result.test_counts)
+    measure = "accuracy" if result.scorer == "accuracy" else f"score ({result.scorer})"
+    setting = "task-incremental" if result.task_incremental else result.config.get("protocol", "")
     matrix = Table(
-        title=f"{result.method} on {result.scenario}: accuracy (%) on task i (columns) "
-        "after learning task t (rows)"
+        title=f"{result.method} on {result.scenario} ({setting}): {measure} (%) on task i "
+        "(columns) after learning task t (rows)"
     )
     matrix.add_column("after", justify="right")
     for i in range(n):
@@ -35,7 +37,7 @@ def print_run_summary(
     console.print(matrix)
 
     m = result.metrics
-    summary = Table(title="summary")
+    summary = Table(title=f"summary ({measure}; Ā and last over seen tasks)")
     for col in ("Ā (sample)", "last (sample)", "Ā (task)", "forgetting (PILOT)", "BWT", "time (s)"):
         summary.add_column(col, justify="right")
     summary.add_row(
@@ -57,7 +59,10 @@ def print_run_summary(
             f"{pct(m['novel_acc'])}, harmonic mean {pct(m['harmonic_mean'])}"
         )
     if result.task_incremental:
-        console.print("task-incremental: the test phase was told the task id")
+        console.print(
+            "task-incremental: scores restricted to the tested task's classes "
+            "(methods that use the id were told it)"
+        )
     t = result.timings
     console.print(
         f"features: {t['features_extracted']} extracted in {t['feature_extraction_seconds']:.1f}s, "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 
 from rich.console import Console
@@ -36,13 +35,18 @@ def _catalogue() -> dict:
 
 
 def fetch_command(args: argparse.Namespace) -> int:
-    if args.data_root:
-        os.environ["CLBENCH_DATA"] = args.data_root
+    from clbench.paths import using_data_root
+
+    with using_data_root(args.data_root):
+        return _fetch(args.dataset)
+
+
+def _fetch(dataset: str | None) -> int:
     from clbench.paths import data_root
     from clbench.scenarios.readers.base import fetch_dataset
 
     datasets = _catalogue()
-    if args.dataset is None:
+    if dataset is None:
         root = data_root()
         table = Table(title=f"datasets (data root {root})", title_justify="left")
         for column in ("name", "dataset", "present", "source"):
@@ -53,5 +57,5 @@ def fetch_command(args: argparse.Namespace) -> int:
             table.add_row(name, spec.title, present, source)
         Console().print(table)
         return 0
-    print(f"{args.dataset}: {fetch_dataset(args.dataset)}")
+    print(f"{dataset}: {fetch_dataset(dataset)}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clbench.registry import BACKBONES, METHODS, SCENARIOS
@@ -31,10 +32,26 @@ def list_command(args: argparse.Namespace) -> int:
     ):
         if args.kind and args.kind != kind:
             continue
-        table = Table(title=kind, show_header=False, title_justify="left")
+        methods = kind == "methods"
+        table = Table(title=kind, show_header=methods, title_justify="left")
         table.add_column("name", style="bold")
+        if methods:  # what each method serves, as the run checks before starting
+            table.add_column("inputs")
+            table.add_column("protocols")
         table.add_column("description")
         for entry in registry.entries():
-            table.add_row(entry.name, entry.description)
+            if methods:
+                learner = entry.factory
+                serves = sorted(learner.protocols) + (
+                    ["(needs task id)"] if learner.needs_task_id else []
+                )
+                table.add_row(
+                    entry.name,
+                    "/".join(sorted(learner.modalities)),
+                    ", ".join(s.replace("-incremental", "-IL") for s in serves),
+                    escape(entry.description),
+                )
+            else:
+                table.add_row(entry.name, escape(entry.description))
         console.print(table)
     return 0

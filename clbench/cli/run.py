@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from clbench.cli._options import parse_sets, read_config
 from clbench.cli._tables import print_run_summary
+from clbench.options import merge_options, parse_sets, read_config
 from clbench.results import ResultsStore
 from clbench.runner import DEFAULT_BACKBONE, DEFAULT_METHOD, DEFAULT_SCENARIO, RunSpec, run
 
@@ -84,12 +83,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     config = read_config(args.config) if args.config else {}
     run_cfg = config.get("run", {})
     method_opts, scenario_opts = parse_sets(args.sets)
-    method_opts = {**config.get("method", {}), **method_opts}
-    scenario_opts = {**config.get("scenario", {}), **scenario_opts}
-    if args.data_root:
-        # Where the data lives is not part of a run's identity (the split hash is),
-        # so it travels as the environment setting every reader consults.
-        os.environ["CLBENCH_DATA"] = args.data_root
+    method_opts = merge_options(config.get("method", {}), method_opts)
+    scenario_opts = merge_options(config.get("scenario", {}), scenario_opts)
 
     def pick(name: str, default):
         value = getattr(args, name)
@@ -98,7 +93,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     return RunSpec(
         scenario=pick("scenario", DEFAULT_SCENARIO),
         method=pick("method", DEFAULT_METHOD),
-        backbone=pick("backbone", DEFAULT_BACKBONE),
+        backbone=pick("backbone", None),
         seed=pick("seed", 1993),
         weights=pick("weights", None),
         image_size=pick("image_size", None),
@@ -106,6 +101,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         scenario_options=scenario_opts,
         device=pick("device", "auto"),
         batch_size=pick("batch_size", 64),
+        data_root=pick("data_root", None),
     )
 
 
@@ -116,7 +112,8 @@ def run_command(args: argparse.Namespace) -> int:
     store = None if args.no_store else ResultsStore(args.results_dir or results_root())
     if not args.json:
         print(
-            f"clbench: {spec.method} on {spec.scenario} with {spec.backbone} (seed {spec.seed})",
+            f"clbench: {spec.method} on {spec.scenario} with "
+            f"{spec.backbone or 'its default backbone'} (seed {spec.seed})",
             file=sys.stderr,
         )
     result = run(spec, store=store, resume=args.resume)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from torch import nn
 
@@ -50,3 +52,24 @@ def vit_blocks(model: nn.Module) -> nn.Sequential:
             f"{type(model).__name__} has no timm-style `blocks`; this module needs a timm ViT"
         )
     return blocks
+
+
+@contextmanager
+def switched(modules: Iterable[nn.Module], **attributes: Any) -> Iterator[None]:
+    """Set ``attributes`` on every module for the duration of a block, then restore them.
+
+    The one way clbench's branch modules take a per-forward setting that a
+    ``forward(x)`` signature cannot carry: which adapter a MOS block uses, whether a
+    SEMA mixture scans its descriptors.
+    """
+    modules = list(modules)
+    saved = [{name: getattr(m, name) for name in attributes} for m in modules]
+    for m in modules:
+        for name, value in attributes.items():
+            setattr(m, name, value)
+    try:
+        yield
+    finally:
+        for m, old in zip(modules, saved, strict=True):
+            for name, value in old.items():
+                setattr(m, name, value)

@@ -1,4 +1,7 @@
-"""Parsing ``--set key=value`` and config files into method/scenario options."""
+"""Parsing ``--set key=value`` and config files into method/scenario options.
+
+Core, not CLI: the regression gate reads ``--set`` items from expected.csv too.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,9 @@ def parse_value(text: str) -> Any:
 def parse_sets(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split ``--set`` items into (method options, scenario options).
 
-    ``key=value`` sets a method option; ``scenario.key=value`` a scenario option.
+    ``key=value`` sets a method option, ``scenario.key=value`` a scenario option, and a
+    dotted method key a field of a nested option: ``train.lr=0.01`` gives
+    ``{"train": {"lr": 0.01}}`` (the method's TrainConfig).
     """
     method: dict[str, Any] = {}
     scenario: dict[str, Any] = {}
@@ -35,13 +40,31 @@ def parse_sets(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         if not sep or not key:
             raise ConfigError(
                 f"--set {item!r} is not key=value",
-                "write e.g. --set lr=0.01 or --set scenario.num_tasks=5",
+                "write e.g. --set k=5, --set train.lr=0.01 or --set scenario.num_tasks=5",
             )
         if key.startswith("scenario."):
             scenario[key.removeprefix("scenario.")] = parse_value(value)
-        else:
-            method[key.removeprefix("method.")] = parse_value(value)
+            continue
+        *path, leaf = key.removeprefix("method.").split(".")
+        table = method
+        for part in path:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a table of options")
+        table[leaf] = parse_value(value)
     return method, scenario
+
+
+def merge_options(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``, table by table: ``--set train.lr=...`` keeps the
+    config file's other ``[method.train]`` entries."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_options(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def read_config(path: str) -> dict[str, Any]:
