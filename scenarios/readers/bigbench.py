@@ -15,6 +15,7 @@ defaults are BIG-bench's (``"\\nQ: "``, ``"\\nA: "``, ``"\\n  choice: "``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tarfile
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from clbench.assets import PypiAsset, fetch_pypi
 from clbench.errors import ClbenchError, ConfigError
+from clbench.paths import cache_root
 from clbench.scenarios.readers.text import (
     EXACT_MATCH,
     MULTIPLE_CHOICE,
@@ -57,9 +59,16 @@ def task_cache() -> Path:
     return BIGBENCH.folder / "tasks"
 
 
+def local_task_cache(archive: Path) -> Path:
+    """Where tasks read from a user's own archive are kept: keyed by its path, size and mtime."""
+    stat = archive.stat()
+    key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return cache_root() / "assets" / "bigbench-local" / key.hexdigest()[:16]
+
+
 def read_task_files(names: list[str], archive: Path | None = None) -> dict[str, dict]:
     """The parsed ``task.json`` of each named top-level task (cached after the first read)."""
-    cache = task_cache() if archive is None else archive.parent / "tasks"
+    cache = task_cache() if archive is None else local_task_cache(archive)
     wanted = [n for n in names if not (cache / f"{n}.json").exists()]
     if wanted:
         _extract(archive or archive_path(), wanted, cache)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clbench.errors import ConfigError
+from clbench.paths import data_root
 from clbench.scenarios.readers.base import DatasetSpec, declare, missing
 from clbench.scenarios.readers.text import (
     EXACT_MATCH,
@@ -32,7 +33,6 @@ from clbench.scenarios.readers.text import (
     read_json,
     require,
 )
-from clbench.paths import data_root
 
 TRACE_TASKS = (
     "C-STANCE",
@@ -218,10 +218,14 @@ def read_olora(order: str = "order1") -> list[TextTask]:
 # -- SuperNI (CITB) ------------------------------------------------------------------------
 def superni_prompt(task: dict, instance_input: str, positives: int = 2) -> str:
     """CITB's ``definition_pos_2`` encoding: definition, positive examples, the instance."""
-    definition = task["Definition"][0] if isinstance(task["Definition"], list) else task["Definition"]
+    definition = (
+        task["Definition"][0] if isinstance(task["Definition"], list) else task["Definition"]
+    )
     parts = [f"Definition: {definition.strip()}"]
     for k, ex in enumerate(task.get("Positive Examples", [])[:positives], 1):
-        parts.append(f"Positive Example {k}-\nInput: {ex['input'].strip()}\nOutput: {ex['output'].strip()}")
+        parts.append(
+            f"Positive Example {k}-\nInput: {ex['input'].strip()}\nOutput: {ex['output'].strip()}"
+        )
     parts.append(f"Now complete the following example-\nInput: {instance_input.strip()}\nOutput:")
     return "\n\n".join(parts)
 
@@ -260,7 +264,9 @@ def read_superni(tasks: str) -> list[TextTask]:
     else:
         names = [n.strip() for n in tasks.split(",") if n.strip()]
     if not names:
-        raise ConfigError("no SuperNI tasks given", "pass scenario.tasks=task1_...,task2_... or a CITB order file")
+        raise ConfigError(
+            "no SuperNI tasks given", "pass scenario.tasks=task1_...,task2_... or a CITB order file"
+        )
     out = []
     for name in names:
         path = root / "natural-instructions" / "tasks" / f"{name}.json"
