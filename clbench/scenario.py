@@ -142,7 +142,7 @@ class Scenario:
 
     @property
     def split_hash(self) -> str:
-        return split_hash(self.tasks)
+        return split_hash([*self.tasks, *self.heldout])  # held-out tasks are part of the split
 
     def summary(self) -> dict:
         return {

@@ -88,7 +88,7 @@ class LanguageModelLearner(Learner):
         lm = self.current_lm()
         lm.eval()
         prompts = [str(p) for p in inputs.prompts]
-        batch = self.ctx.batch_size if self.ctx.batch_size <= 16 else 8
+        batch = min(self.ctx.batch_size, 8)  # ctx.batch_size is sized for image features
         if inputs.output == "choice-scores":
             scores = lm.choice_logprobs(prompts, [tuple(c) for c in inputs.choices], batch)
             return [s.tolist() for s in scores]
