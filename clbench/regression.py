@@ -41,6 +41,9 @@ HIGHER_IS_BETTER = (
     "last_acc_task",
     "bwt",
     "fwt",
+    "op",  # instruction streams (text)
+    "fwt_zero_shot",
+    "retention",
 )
 LOWER_IS_BETTER = ("forgetting_pilot", "forgetting_chaudhry", "forgetting_avalanche")
 METRICS = HIGHER_IS_BETTER + LOWER_IS_BETTER
@@ -81,6 +84,8 @@ class Outcome:
     expectation: Expectation
     measured: float
     run_id: str
+    scorer: str = "accuracy"
+    """What the run's numbers are: accuracy, or a text scorer (mixed for several)."""
 
     @property
     def change(self) -> float:
@@ -382,5 +387,5 @@ def evaluate(expectations: Sequence[Expectation], runs: dict[RunKey, RunResult])
                 f"line {e.line}: run {result.run_id} has no {e.metric}",
                 "check only metrics the scenario defines (fwt needs unseen-task evaluation)",
             )
-        outcomes.append(Outcome(e, 100.0 * value, result.run_id))
+        outcomes.append(Outcome(e, 100.0 * value, result.run_id, result.scorer))
     return outcomes

@@ -250,6 +250,28 @@ def build_result(
     summary = metrics.summarize(
         score_sums, evaluation.counts, scenario.evaluate_unseen, few_shot=scenario.few_shot
     )
+    extra = dict(learner.extra_results())
+    if evaluation.initial is not None:
+        summary.update(text_stream_summary(scenario, evaluation, acc))
+        extra["before_learning"] = {
+            "tasks": [t.name for t in [*scenario.tasks, *scenario.heldout]],
+            "score_sums": [float(v) for v in evaluation.initial],
+            "eval_seconds": evaluation.eval_seconds_before,
+        }
+    if scenario.heldout:
+        extra["heldout"] = {
+            "tasks": [t.name for t in scenario.heldout],
+            "scorers": [t.scorer for t in scenario.heldout],
+            "test_counts": [len(t.test) for t in scenario.heldout],
+            "score_sums": evaluation.heldout.tolist(),
+        }
+    truncation = getattr(ctx.backbone, "truncation", None)
+    if truncation is not None:  # language models: the rule and how often it applied
+        extra["truncation"] = {
+            "rule": ctx.backbone.truncation_rule,
+            "max_length": ctx.backbone.max_length,
+            **dataclasses.asdict(truncation),
+        }
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if ctx.device.type == "cuda" else None
     return RunResult(
         run_id=new_run_id(scenario.name, spec.method, spec.seed),
@@ -306,8 +328,18 @@ def build_result(
         trainable_parameters=evaluation.trainable_parameters,
         task_incremental=scenario.task_incremental,
         evaluate_unseen=scenario.evaluate_unseen,
-        extra=learner.extra_results(),
+        extra=extra,
     )
+
+
+def text_stream_summary(scenario: Scenario, evaluation: Evaluation, acc) -> dict:
+    """OP, BWT, zero-shot FWT, forgetting and held-out retention of an instruction stream."""
+    counts = np.array([len(t.test) for t in [*scenario.tasks, *scenario.heldout]], dtype=float)
+    initial = evaluation.initial / np.maximum(counts, 1)
+    heldout = None
+    if evaluation.heldout is not None:
+        heldout = evaluation.heldout / np.maximum(counts[scenario.num_tasks :], 1)
+    return metrics.instruction_metrics(acc, initial, heldout)
 
 
 def default_store() -> ResultsStore:

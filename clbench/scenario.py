@@ -85,6 +85,15 @@ class Scenario:
     """Whether tasks not yet learned are tested too (needed for forward transfer)."""
     default_backbone: str | None = None
     """The backbone a run uses when none is named (text scenarios name a language model)."""
+    heldout: list[Task] = field(default_factory=list)
+    """Tasks never learned, tested before the first task and after each one (how much
+    general ability survives); their training parts are never handed to the learner."""
+
+    @property
+    def tests_before_learning(self) -> bool:
+        """Instruction streams are also tested before any learning (the zero-shot row that
+        forward transfer and retention are read against)."""
+        return self.kind == "instruction"
 
     def __post_init__(self) -> None:
         # Every task carries its classes' names, filled here once for every generator.
@@ -133,7 +142,7 @@ class Scenario:
 
     @property
     def split_hash(self) -> str:
-        return split_hash(self.tasks)
+        return split_hash([*self.tasks, *self.heldout])  # held-out tasks are part of the split
 
     def summary(self) -> dict:
         return {

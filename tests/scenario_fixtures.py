@@ -25,6 +25,7 @@ from tests.dataset_layouts import (
     write_png,
 )
 from tests.helpers import write_image_folder
+from tests.instruction_layouts import write_olora, write_superni, write_trace
 from tests.mtil_layouts import write_all
 
 Builder = Callable[[Path], dict[str, Any]]
@@ -111,12 +112,32 @@ def _mtil(root: Path) -> dict[str, Any]:
     return {}
 
 
+def _trace(root: Path) -> dict[str, Any]:
+    from clbench.scenarios.readers.instruction_benchmarks import TRACE_TASKS
+
+    write_trace(root, TRACE_TASKS)
+    return {"train_per_task": 2, "test_per_task": 2}
+
+
+def _olora(root: Path) -> dict[str, Any]:
+    from clbench.scenarios.readers.instruction_benchmarks import OLORA_TASKS
+
+    write_olora(root, OLORA_TASKS)
+    return {"train_per_task": 2, "test_per_task": 2}
+
+
+def _superni(root: Path) -> dict[str, Any]:
+    write_superni(root, ["task1_a", "task2_b"])
+    return {"tasks": "task1_a,task2_b", "train_per_task": 2, "test_per_task": 2}
+
+
 def _asset(**options: Any) -> Builder:
     """Scenarios on the real offline assets (fetched by `clbench setup`)."""
     return lambda _root: options
 
 
 SCENARIO_FIXTURES: dict[str, Builder] = {
+    "bigbench-instruct": _asset(train_per_task=4, test_per_task=4),
     "cifar100": _cifar(),
     "cifar100-b0inc5": _cifar(),
     "cifar100-fscil": _cifar(per_class=5, published=False),
@@ -136,6 +157,9 @@ SCENARIO_FIXTURES: dict[str, Builder] = {
     "mtil-offline": _fashion_mnist_and_emoji,
     "xtail": _mtil,
     "objectnet": _tree("objectnet", 200, presplit=True),
+    "olora-benchmark": _olora,
     "omnibenchmark": _tree("omnibenchmark", 300, presplit=True),
+    "superni": _superni,
+    "trace": _trace,
     "vtab": _tree("vtab", 50, presplit=True),
 }

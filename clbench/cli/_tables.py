@@ -53,6 +53,18 @@ def print_run_summary(
         console.print(
             f"forward transfer (accuracy on each domain before learning it): {pct(m['fwt'])}"
         )
+    if "op" in m:  # an instruction stream (text): TRACE-style metrics and held-out retention
+        scorers = ", ".join(dict.fromkeys(result.scorers))
+        console.print(
+            f"text stream ({scorers}): OP {pct(m['op'])}, BWT {pct(m['bwt'])}, FWT vs zero-shot "
+            f"{pct(m['fwt_zero_shot'])}, zero-shot mean {pct(m['zero_shot_mean'])}"
+        )
+        if m.get("retention") is not None:
+            console.print(
+                f"general-ability retention (held-out tasks): {pct(m['retention'])} "
+                f"({pct(m['heldout_before'])} before the first task -> {pct(m['heldout_after'])} "
+                "after the last)"
+            )
     if "harmonic_mean" in m:
         console.print(
             f"few-shot, after the last session: base {pct(m['base_acc'])}, novel "

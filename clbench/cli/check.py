@@ -130,6 +130,7 @@ def print_outcomes(console: Console, outcomes) -> None:
     )
     for column in ("status", "scenario", "method", "backbone", "seed", "options", "metric"):
         table.add_column(column)
+    table.add_column("scorer")
     for column in ("expected", "tolerance", "measured", "change"):
         table.add_column(column, justify="right")
     table.add_column("run")
@@ -139,6 +140,7 @@ def print_outcomes(console: Console, outcomes) -> None:
         table.add_row(
             o.status,
             *_key_cells(e),
+            o.scorer,
             f"{e.value:.2f}",
             f"{e.tolerance:g}",
             f"{o.measured:.2f}",
