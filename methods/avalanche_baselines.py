@@ -345,6 +345,7 @@ class AvalancheLearner(Learner):
             },
         }
 
+
 def _register(name: str) -> None:
     spec = STRATEGIES[name]
     own = [
