@@ -5,7 +5,7 @@ to the network's attention and MLP projections, trains it for a fixed number of
 iterations with AdamW and a cosine schedule, soft-thresholds the gates after
 every step of the second half of the task, then drops the zero-gate ranks and
 merges the rest into the weights: the next task starts from the merged network
-and inference costs what the pretrained network costs. ``seqlora``: the same with
+and inference costs what the pretrained network costs. ``lora``: the same with
 plain LoRA (gates fixed at one, nothing pruned), the reference's comparison.
 
 The loss is the reference's: cosine logits ``scale * <image, class embedding>``
@@ -202,7 +202,7 @@ class RankLoRA(Learner):
             step,
             self.train,
             self.ctx.device,
-            desc=f"{'dynrank' if self.gated else 'seqlora'} task {task.index}",
+            desc=f"{'dynrank' if self.gated else 'lora'} task {task.index}",
             after_step=hook,
             modules=[model],
         )
@@ -301,7 +301,7 @@ class DynRank(RankLoRA):
     gated = True
 
 
-@register_method("seqlora")
+@register_method("lora")
 class SequentialLoRA(RankLoRA):
     """Sequential LoRA: a fresh plain LoRA per task, merged after it (no gates, no pruning)."""
 

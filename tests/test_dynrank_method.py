@@ -1,4 +1,4 @@
-"""dynrank / seqlora as clbench methods: on a tiny ViT (class- and domain-incremental) and on
+"""dynrank / lora as clbench methods: on a tiny ViT (class- and domain-incremental) and on
 a tiny random CLIP through the MTIL protocol, run by the real Evaluator."""
 
 from __future__ import annotations
