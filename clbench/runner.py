@@ -294,7 +294,12 @@ def build_result(
                 "weights_id": ctx.backbone.weights_id,
                 "image_size": ctx.backbone.image_size,
                 "cache_id": ctx.backbone.cache_id,
-                "preprocessing": ctx.backbone.preprocessing.to_dict(),
+                # Image backbones only: a language model's input handling is its tokenizer.
+                "preprocessing": (
+                    ctx.backbone.preprocessing.to_dict()
+                    if hasattr(ctx.backbone, "preprocessing")
+                    else None
+                ),
             },
             "batch_size": spec.batch_size,
             "device": str(ctx.device),

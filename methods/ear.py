@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from clbench.checkpoint import checkpoint_state
 from clbench.data import Inputs, Samples
 from clbench.errors import ConfigError
 from clbench.kernels import ClassStats, class_stats, prototype_scores
@@ -79,6 +80,7 @@ def summary(scores: torch.Tensor) -> dict[str, float]:
     return {"mean": float(scores.mean()), "q05": q[0], "median": q[1], "q95": q[2]}
 
 
+@checkpoint_state
 class Branch:
     """One adaptor with its memories, calibration scores and prototypes."""
 

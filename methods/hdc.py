@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from clbench.checkpoint import checkpoint_state
+
 #: Hypervector dimensionality; the HDC literature's usual 10,000.
 DEFAULT_DIM = 10_000
 
@@ -30,6 +32,7 @@ def bipolar(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= 0, 1.0, -1.0)
 
 
+@checkpoint_state
 class HyperProjector:
     """Fixed random projection of features to ``dim``-dimensional bipolar hypervectors.
 
@@ -53,6 +56,7 @@ class HyperProjector:
         return bipolar((x if self.center is None else x - self.center) @ self.matrix)
 
 
+@checkpoint_state
 class ClassMemory:
     """Bundled class hypervectors: running sums per global class label."""
 

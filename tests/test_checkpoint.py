@@ -57,9 +57,11 @@ def test_malicious_checkpoint_on_resume_runs_nothing(tmp_path, monkeypatch):
     marker = tmp_path / "marker"
     torch.save(_state(_Planted(os.system, f"touch {marker}")), folder / "task0.pt")
     from clbench.evaluator import Evaluator
+    from clbench.registry import create_method
 
     evaluator = Evaluator.__new__(Evaluator)
     evaluator.checkpoint_dir = folder
+    evaluator.learner = create_method("simplecil")
     with pytest.raises(ClbenchError, match="task0.pt"):
         evaluator._restore(None)
     assert not marker.exists()

@@ -12,7 +12,7 @@ by registering it (and, for a scenario, adding its fixture).
 from __future__ import annotations
 
 import inspect
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -26,6 +26,7 @@ from clbench.registry import METHODS, SCENARIOS, create_method
 from clbench.runner import build_scenario
 from clbench.scenario import Scenario, Task, class_incremental
 from clbench.scoring import SCORERS
+from clbench.training import TrainConfig
 from tests.helpers import array_data
 from tests.scenario_fixtures import SCENARIO_FIXTURES
 from tests.synthetic_vit import SIZE, tiny_context
@@ -79,7 +80,8 @@ def test_method_is_built_from_defaults_and_round_trips_its_hyperparameters(name)
     assert again == params
     assert learner.protocols and learner.modalities
     if "train" in params:  # the training options in force, never None
-        assert all(v is not None for k, v in params["train"].items() if k != "grad_clip")
+        optional = {f.name for f in fields(TrainConfig) if f.default is None}  # off switches
+        assert all(v is not None for k, v in params["train"].items() if k not in optional)
 
 
 @pytest.mark.parametrize("name", image_methods())

@@ -42,9 +42,10 @@ def test_concurrent_processes_embed_each_image_once(tmp_path):
     assert sum(seen for _, seen, _ in answers) == images
     assert len({blob for _, _, blob in answers}) == 1  # and everyone got the same features
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    shards = sorted(folder.glob("*.keys"))
+    shards = sorted(folder.glob("*.keys.json"))
     assert len(shards) == 1
-    assert np.load(shards[0].with_suffix(".npy")).shape[0] == images
+    matrix = folder / shards[0].name.replace(".keys.json", ".npy")
+    assert np.load(matrix).shape[0] == images
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
     # A later process reads everything from disk.
     fresh = FeatureCache(tmp_path)

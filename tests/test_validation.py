@@ -90,7 +90,8 @@ CASES = _options(METHODS) + _options(SCENARIOS)
 def test_the_table_covers_every_registered_option():
     covered = {(where, shown.split(".")[0]) for where, _, shown, _ in CASES}
     for registry in (METHODS, SCENARIOS):
-        for entry in registry.entries():
+        # clbench's own entries (a test may register a throwaway method, e.g. the sweep's)
+        for entry in (e for e in registry.entries() if e.factory.__module__.startswith("clbench.")):
             for name in option_types(entry.factory):
                 assert (entry.name, name) in covered, f"{entry.name}.{name} has no bad value"
     assert any(shown == "train.lr" for _, _, shown, _ in CASES)

@@ -129,5 +129,13 @@ def build_backbone(
     if image_size is not None:
         kwargs["image_size"] = image_size
     backbone = create_backbone(name, **kwargs)
-    backbone.preprocessing = backbone.preprocessing.override(**preprocessing)
+    if hasattr(backbone, "preprocessing"):  # image backbones (a language model has a tokenizer)
+        backbone.preprocessing = backbone.preprocessing.override(**preprocessing)
+    elif any(v is not None for v in preprocessing.values()):
+        from clbench.errors import ConfigError
+
+        raise ConfigError(
+            f"backbone {spec!r} takes no image preprocessing options",
+            "drop --crop-pct, --normalization, --resize-mode and --interpolation",
+        )
     return backbone
