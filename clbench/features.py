@@ -213,38 +213,15 @@ class FeatureCache:
         )
         self._shards[(extractor_id, source)].add(f"{shard}.keys.json")
 
-    def _extract(
-        self,
-        model,
-        extractor_id,
-        scope,
-        samples,
-        keys,
-        missing,
-        table,
-        persist,
-        transform,
-        device,
-        batch_size,
-    ) -> None:
-        start = time.perf_counter()
-        position = {k: i for i, k in enumerate(keys)}
-        todo = samples.subset([position[k] for k in missing])
-        matrix = embed_samples(
-            model, todo, transform, device, batch_size, desc=f"features {samples.source}"
-        ).numpy()
-        self.stats.extract_seconds += time.perf_counter() - start
-        self.stats.extracted += len(missing)
-        if persist:
-            try:
-                self._store(extractor_id, scope, missing, matrix)
-            except OSError as exc:  # a full or read-only cache must not end the run
-                print(
-                    f"clbench: warning: could not write the feature cache in {self.root} "
-                    f"({exc.strerror or exc}); features kept in memory for this run",
-                    file=sys.stderr,
-                )
-        table.update(zip(missing, matrix, strict=True))
+    def _store_or_warn(self, extractor_id: str, scope: str, keys: list[str], matrix) -> None:
+        try:
+            self._store(extractor_id, scope, keys, matrix)
+        except OSError as exc:  # a full or read-only cache must not end the run
+            print(
+                f"clbench: warning: could not write the feature cache in {self.root} "
+                f"({exc.strerror or exc}); features kept in memory for this run",
+                file=sys.stderr,
+            )
 
     def get(
         self,
@@ -273,19 +250,17 @@ class FeatureCache:
                 missing = [k for k in missing if k not in table]
             self.stats.hits += len(keys) - len(missing)
             if missing:
-                self._extract(
-                    model,
-                    extractor_id,
-                    scope,
-                    samples,
-                    keys,
-                    missing,
-                    table,
-                    persist,
-                    transform,
-                    device,
-                    batch_size,
-                )
+                began = time.perf_counter()
+                position = {k: i for i, k in enumerate(keys)}
+                todo = samples.subset([position[k] for k in missing])
+                matrix = embed_samples(
+                    model, todo, transform, device, batch_size, desc=f"features {samples.source}"
+                ).numpy()
+                self.stats.extract_seconds += time.perf_counter() - began
+                self.stats.extracted += len(missing)
+                if persist:
+                    self._store_or_warn(extractor_id, scope, missing, matrix)
+                table.update(zip(missing, matrix, strict=True))
         if not keys:
             return torch.empty(0, 0)
         return torch.from_numpy(np.stack([table[k] for k in keys]))
