@@ -16,6 +16,7 @@ freezes every earlier slot, so training task t cannot change task s < t.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -33,15 +34,17 @@ def reprogram_kernel(channels: int) -> nn.Conv2d:
 
 
 class TaskSlots(nn.Module):
-    """Per-task copies of a module; ``active`` selects which one runs."""
+    """Per-task copies of a module; ``active`` selects which one runs.
+
+    Subclasses say how a task's fresh copy is made (``new_slot``).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.slots = nn.ModuleList()
         self.active = 0
 
-    def new_slot(self) -> nn.Module:
-        raise NotImplementedError
+    new_slot: Callable[[], nn.Module]
 
     def add_slot(self) -> nn.Module:
         for old in self.slots:
