@@ -11,15 +11,11 @@ and CPU seconds; wall times on a shared machine are inflated).
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import torch
 
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+from clbench.evaluator import cpu_seconds
 
 
 def timed(fn, *args):

@@ -12,16 +12,11 @@ and whether Avalanche's own metrics agreed with clbench's matrix.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
+from clbench.evaluator import cpu_seconds
 from clbench.registry import METHODS
 from clbench.runner import RunSpec, run
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

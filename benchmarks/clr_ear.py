@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from clbench.evaluator import cpu_seconds
 from clbench.kernels import class_stats, prototype_predict
 from clbench.learner import seed_everything
 from clbench.methods.zeronas import Candidate, kendall_tau
@@ -59,11 +59,6 @@ def method_options(method: str, args) -> dict:
     if method == "ear":
         return {"train": {"epochs": args.ear_epochs}}
     return {}
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def method_summary(method: str, extra: dict, backbone_params: int | None) -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from clbench import metrics
+from clbench.evaluator import cpu_seconds
 from clbench.leaderboard.site import build_site
 from clbench.paths import results_root
 from clbench.results import ResultsStore, RunResult, new_run_id
@@ -57,13 +58,6 @@ def perturbed(
     result.metrics = metrics.summarize(noisy.clip(min=0), counts)
     result.timings = {**base.timings, "total_seconds": float(rng.uniform(2, 600))}
     return result
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished workers: unlike wall
-    time, it hardly depends on what else the machine is running."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import resource
 import time
 from pathlib import Path
 
+from clbench.evaluator import cpu_seconds
 from clbench.leaderboard.published import load_published, published_for
 from clbench.options import merge_options, parse_sets
 from clbench.registry import METHODS
@@ -55,11 +55,6 @@ def options_for(method: str, epochs: int, tasks: int, sets: list[str]) -> dict:
         if name == method:
             options = merge_options(options, parse_sets([rest])[0])
     return options
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def published_cell(method: str, scenario: str, protocol: dict) -> str:

@@ -66,6 +66,12 @@ def _step(match: re.Match) -> int:
     return int(match[1])
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (s): the fair cost on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def check_compatible(learner: type[Learner] | Learner, scenario: Scenario, method: str) -> None:
     """Refuse, before anything runs, a method paired with a protocol or modality it cannot serve."""
     setting, modality = scenario.setting, scenario.modality
