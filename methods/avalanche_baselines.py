@@ -50,6 +50,8 @@ from clbench.registry import register_method
 from clbench.scenario import TrainTask
 from clbench.training import TrainConfig, make_optimizer, resolve_train
 
+#: Avalanche and clbench count the same predictions: they must agree to rounding.
+CROSSCHECK_TOLERANCE = 1e-9
 #: Constructor arguments of every Avalanche strategy that the adapter supplies itself.
 SUPPLIED = {
     "self", "model", "optimizer", "criterion", "train_mb_size", "train_epochs",
@@ -298,7 +300,7 @@ class AvalancheLearner(Learner):
         self.crosscheck[(step, task_index)] = cell
         for kind in ("", "forgetting_"):
             a, b = cell.get(f"{kind}clbench"), cell.get(f"{kind}avalanche")
-            if a is not None and abs(a - b) > 1e-9:
+            if a is not None and abs(a - b) > CROSSCHECK_TOLERANCE:
                 raise ClbenchError(
                     f"Avalanche and clbench disagree on the {kind or 'accuracy '}cell "
                     f"(after task {step}, test task {task_index}): Avalanche {b:.6f}, "
@@ -322,19 +324,19 @@ class AvalancheLearner(Learner):
         cells = list(self.crosscheck.values())
         forgetting = [c for c in cells if "forgetting_clbench" in c]
         spec = STRATEGIES[self.strategy_name]
+        accuracy_gap = max((abs(c["clbench"] - c["avalanche"]) for c in cells), default=0.0)
+        forgetting_gap = max(
+            (abs(c["forgetting_clbench"] - c["forgetting_avalanche"]) for c in forgetting),
+            default=0.0,
+        )
         return {
             "avalanche_strategy": spec.cls_name,
             "avalanche_crosscheck": {
                 "cells_compared": len(cells),
-                "max_accuracy_difference": max(
-                    (abs(c["clbench"] - c["avalanche"]) for c in cells), default=0.0
-                ),
+                "max_accuracy_difference": accuracy_gap,
                 "forgetting_compared": len(forgetting),
-                "max_forgetting_difference": max(
-                    (abs(c["forgetting_clbench"] - c["forgetting_avalanche"]) for c in forgetting),
-                    default=0.0,
-                ),
-                "agree": True,  # a disagreement stops the run in on_tested
+                "max_forgetting_difference": forgetting_gap,
+                "agree": max(accuracy_gap, forgetting_gap) <= CROSSCHECK_TOLERANCE,
             },
             "memory": None
             if spec.memory is None
