@@ -15,3 +15,6 @@ import torch
 def configure_torch() -> None:
     """Apply clbench's process-wide torch settings (idempotent)."""
     torch.set_flush_denormal(True)
+    from clbench.kernels import validate_environment  # kernels import torch_ops, not methods
+
+    validate_environment()

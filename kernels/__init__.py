@@ -18,7 +18,7 @@ from types import ModuleType
 import torch
 
 from clbench.errors import ConfigError
-from clbench.kernels import torch_ops
+from clbench.kernels import products, torch_ops
 from clbench.kernels.common import MAX_K, VOTES, ClassStats, check_labels, class_votes
 from clbench.kernels.torch_ops import row_norms
 
@@ -32,6 +32,7 @@ __all__ = [
     "prototype_predict",
     "prototype_scores",
     "row_norms",
+    "validate_environment",
 ]
 
 
@@ -41,6 +42,22 @@ def triton_installed() -> bool:
         return importlib.util.find_spec("triton") is not None
     except (ImportError, ValueError):  # a broken or blocked install counts as absent
         return False
+
+
+KERNEL_CHOICES = ("auto", "torch", "triton")
+
+
+def validate_environment() -> None:
+    """Refuse a misspelt ``CLBENCH_KERNELS`` / ``CLBENCH_MATMUL`` before a run starts,
+    rather than at its first scoring call after the features were extracted."""
+    choice = os.environ.get("CLBENCH_KERNELS", "auto")
+    if choice not in KERNEL_CHOICES:
+        raise ConfigError(
+            f"CLBENCH_KERNELS={choice!r} is not a kernel backend",
+            f"use one of {', '.join(KERNEL_CHOICES)}",
+        )
+    if os.environ.get("CLBENCH_MATMUL", "auto") != "auto":
+        products.library_for(0, 0)  # validates the forced library; measures nothing
 
 
 def backend_name(tensor: torch.Tensor) -> str:

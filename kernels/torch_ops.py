@@ -17,6 +17,7 @@ from clbench.kernels.common import (
     check_prototype_inputs,
     check_stats_inputs,
 )
+from clbench.kernels.products import matmul_nt
 
 # Rows of features per statistics block: 8192 x 768 fp32 is 24 MiB, so a block
 # stays in the last-level cache between its class sums and its Gram product, and
@@ -148,22 +149,18 @@ def _prototype_block(
     protos: torch.Tensor,
     metric: str,
     bias: torch.Tensor | None,
-    out: torch.Tensor,
 ) -> torch.Tensor:
-    """Scores of fp32 query rows ``q`` into ``out``; ``protos`` already prepared.
+    """Scores of fp32 query rows ``q``; ``protos`` and ``bias`` already prepared.
 
     cosine: ``protos`` are unit rows and the query norms divide the product
     afterwards (no normalised copy of the queries). euclidean: ``bias`` is
-    -|p|^2 and the result is 2 q.p - |p|^2 - |q|^2. linear: q.p + bias.
+    -|p|^2 / 2 and the result is 2 (q.p - |p|^2 / 2) - |q|^2. linear: q.p + bias.
     """
-    if bias is None:
-        torch.mm(q, protos.T, out=out)
-    else:
-        torch.addmm(bias, q, protos.T, alpha=2.0 if metric == "euclidean" else 1.0, out=out)
+    out = matmul_nt(q, protos, bias)
     if metric == "cosine":
         out.div_(torch.linalg.vector_norm(q, dim=1).clamp_min_(NORM_EPS)[:, None])
     elif metric == "euclidean":
-        out.sub_(torch.linalg.vector_norm(q, dim=1).square_()[:, None])
+        out.mul_(2.0).sub_(torch.linalg.vector_norm(q, dim=1).square_()[:, None])
     return out
 
 
@@ -176,7 +173,7 @@ def _prepare_prototypes(
         protos = protos / torch.linalg.vector_norm(protos, dim=1).clamp_min(NORM_EPS)[:, None]
         return protos, None
     if metric == "euclidean":
-        return protos, -protos.pow(2).sum(1)
+        return protos, protos.pow(2).sum(1).mul_(-0.5)
     return protos, None if bias is None else bias.to(queries.device, torch.float32)
 
 
@@ -195,7 +192,7 @@ def prototype_scores(
     out = torch.empty(queries.shape[0], protos.shape[0], device=queries.device)
     for start in range(0, queries.shape[0], QUERY_BLOCK_ROWS):
         q = fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, False)
-        _prototype_block(q, protos, metric, extra, out[start : start + q.shape[0]])
+        out[start : start + q.shape[0]] = _prototype_block(q, protos, metric, extra)
     return out
 
 
@@ -208,10 +205,9 @@ def prototype_predict(
     """Index of the best prototype per query (int64), without keeping all scores."""
     protos, extra = _prepare_prototypes(queries, prototypes, metric, bias)
     out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
-    block = torch.empty(QUERY_BLOCK_ROWS, protos.shape[0], device=queries.device)
     for start in range(0, queries.shape[0], QUERY_BLOCK_ROWS):
         q = fp32_rows(queries, start, start + QUERY_BLOCK_ROWS, False)
-        scores = _prototype_block(q, protos, metric, extra, block[: q.shape[0]])
+        scores = _prototype_block(q, protos, metric, extra)
         torch.argmax(scores, dim=1, out=out[start : start + q.shape[0]])
     return out
 
@@ -276,23 +272,20 @@ def _knn_query_block(
     n = q.shape[0]
     best = torch.full((n, k), float("-inf"), device=q.device)
     best_idx = torch.zeros((n, k), dtype=torch.long, device=q.device)
-    scores = torch.empty(n, min(cols, bank.shape[0]), device=q.device)
     for start in range(0, bank.shape[0], cols):
         b = bank[start : start + cols].to(q.device, torch.float32)
-        block = scores[:, : b.shape[0]]
         if bank_norms is None:
             norms = torch.linalg.vector_norm(b, dim=1)
         else:
             norms = bank_norms[start : start + b.shape[0]].to(q.device, torch.float32)
         if metric == "cosine":
-            torch.mm(q, b.T, out=block)
-            block.div_(norms.clamp_min(NORM_EPS)[None, :])
-        else:  # 2 q.b - |b|^2 ranks like -|q - b|^2; |q|^2 is added once at the end
-            torch.addmm(norms.square().neg_(), q, b.T, alpha=2.0, out=block)
+            block = matmul_nt(q, b).div_(norms.clamp_min(NORM_EPS)[None, :])
+        else:  # q.b - |b|^2 / 2 ranks like -|q - b|^2; the rest is applied to the top k
+            block = matmul_nt(q, b, norms.square().mul_(-0.5))
         top, pos = block.topk(min(k, b.shape[0]), dim=1)
         merged, which = torch.cat([best, top], 1).topk(k, dim=1)
         candidates = torch.cat([best_idx, pos + start], 1)
         best, best_idx = merged, candidates.gather(1, which)
     if metric == "euclidean":
-        best = (best - q.pow(2).sum(1, keepdim=True)).clamp_max_(0)
+        best = (2.0 * best - q.pow(2).sum(1, keepdim=True)).clamp_max_(0)
     return best, best_idx

@@ -32,6 +32,7 @@ tuned on any test set.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -348,25 +349,33 @@ class AvalancheLearner(Learner):
         }
 
 
+class _LazySignature(type(Learner)):
+    """Gives each strategy's learner class its signature on first use: reading it imports
+    Avalanche (4-7 s with torchmetrics), which the registry's import of this module must
+    not cost a run that never uses an Avalanche method."""
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        if "_signature" not in cls.__dict__:
+            spec = STRATEGIES[cls.strategy_name]
+            defaults = {"head_width": 1000} if spec.fixed_head else {}
+            own = [
+                inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(n, d))
+                for n, d in (("train_backbone", False), ("head_width", None), ("train", None))
+            ]
+            cls._signature = inspect.Signature(own + strategy_parameters(cls.strategy_name))
+        return cls._signature
+
+
 def _register(name: str) -> None:
     spec = STRATEGIES[name]
-    own = [
-        inspect.Parameter("train_backbone", inspect.Parameter.KEYWORD_ONLY, default=False),
-        inspect.Parameter("head_width", inspect.Parameter.KEYWORD_ONLY, default=None),
-        inspect.Parameter("train", inspect.Parameter.KEYWORD_ONLY, default=None),
-    ]
-    cls = type(
+    if name == "gem" and importlib.util.find_spec("quadprog") is None:
+        return  # Avalanche's GEM needs quadprog; `clbench list` shows only what can run
+    cls = _LazySignature(
         f"Avalanche{spec.cls_name}",
         (AvalancheLearner,),
         {"strategy_name": name, "__doc__": f"{spec.description}.", "__module__": __name__},
     )
-    try:
-        parameters = strategy_parameters(name)
-    except ImportError:  # e.g. GEM without quadprog: not registered, listed by `clbench list`
-        return
-    defaults = {"head_width": 1000} if spec.fixed_head else {}
-    own = [p.replace(default=defaults.get(p.name, p.default)) for p in own]
-    cls.__signature__ = inspect.Signature(own + parameters)
     register_method(f"avalanche:{name}", f"{spec.description}; frozen features or train_backbone")(
         cls
     )
