@@ -83,3 +83,33 @@ def test_sema_layout_folds_layer_scale_exactly():
 
     with torch.no_grad():
         torch.testing.assert_close(reference_block(x), block(x), atol=1e-5, rtol=1e-5)
+
+
+def test_sema_rows_pair_each_score_with_its_decision():
+    from harness import sema_rows
+
+    report = {
+        "reference": {
+            "z": [
+                {"task": 1, "scan": 0, "layer": 9, "min": 1.2, "batch": 100, "buffers": []},
+                {"task": 1, "scan": 1, "layer": 10, "min": 0.5, "batch": 100, "buffers": []},
+            ],
+            "added": [{"task": 1, "scan": 0, "layer": 9, "z": 1.2}],
+        },
+        "clbench": {
+            "expansion_decisions": [
+                {"task": 1, "scan": 0, "expanded_layer": 10, "highest_z": {"9": 0.9, "10": 1.1}},
+                {"task": 1, "scan": 1, "expanded_layer": None, "highest_z": {"9": 0.8}},
+            ]
+        },
+    }
+    rows = sema_rows(report)
+    expands = {(r["side"], r["scan"], r["layer"]): r["expands"] for r in rows}
+    assert expands == {
+        ("SEMA-CL", 0, 9): True,
+        ("SEMA-CL", 1, 10): False,
+        ("clbench", 0, 9): False,
+        ("clbench", 0, 10): True,
+        ("clbench", 1, 9): False,
+    }
+    assert [r["z"] for r in rows if r["side"] == "clbench"] == [0.9, 1.1, 0.8]

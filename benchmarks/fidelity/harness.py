@@ -51,7 +51,11 @@ def pilot_pipeline(image_size: int) -> dict:
 
 
 #: clbench method -> PILOT config file.
-PILOT_CONFIGS = {"simplecil": "exps/simplecil.json", "aper": "exps/aper_adapter.json"}
+PILOT_CONFIGS = {
+    "simplecil": "exps/simplecil.json",
+    "aper": "exps/aper_adapter.json",
+    "ranpac": "exps/ranpac.json",
+}
 
 
 def nice_increment() -> str:
@@ -135,6 +139,7 @@ def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> d
         "--out",
         str(out),
         *[f"--set={s}" for s in a.ref_set],
+        *(["--projection-seed", str(a.seed)] if a.method == "ranpac" else []),
     ]
     before = child_cpu_seconds()
     if not (out.exists() and a.reuse):
@@ -235,6 +240,8 @@ def compare(a: argparse.Namespace) -> dict:
         a.backbone, a.work / "backbones" / f"{a.backbone}-{a.image_size}.pt", a.image_size
     )
     tag = f"{a.method}-{a.backbone}-{a.image_size}px-{data.name}-b{a.init_cls}inc{a.increment}-s{a.seed}"
+    if a.tag:
+        tag += f"-{a.tag}"
     ref = run_pilot(a, data, backbone, a.work / "results" / f"pilot-{tag}.json")
     ref_m = pilot_metrics(ref["tasks"])
     result, wall, cpu = run_clbench(a, data)
@@ -248,8 +255,15 @@ def compare(a: argparse.Namespace) -> dict:
             **ref_m,
             "wall_seconds": ref["wall_seconds"],
             "cpu_seconds": ref["cpu_seconds"],
+            "ridges": ref.get("ridges", []),
         },
-        "clbench": {**ours, "wall_seconds": wall, "cpu_seconds": cpu, "run_id": result.run_id},
+        "clbench": {
+            **ours,
+            **result.extra,
+            "wall_seconds": wall,
+            "cpu_seconds": cpu,
+            "run_id": result.run_id,
+        },
         "reference_tasks": ref["tasks"],
         "clbench_preprocessing": result.config["backbone"]["preprocessing"],
         "clbench_class_order": result.class_order,
@@ -269,6 +283,9 @@ def print_report(r: dict) -> None:
         print(
             f"{key:>10}: PILOT {ref[key]:6.2f}  clbench {ours[key]:6.2f}  diff {ours[key] - ref[key]:+.2f}"
         )
+    if ref.get("ridges") or ours.get("ridge_selection"):
+        chosen = [s["ridge"] for s in ours.get("ridge_selection", [])]
+        print(f"lambda per task: PILOT {ref.get('ridges')}  clbench {chosen}")
     print(
         f"CPU seconds: PILOT {ref['cpu_seconds']:.0f} (wall {ref['wall_seconds']:.0f}), "
         f"clbench {ours['cpu_seconds']:.0f} (wall {ours['wall_seconds']:.0f})"
@@ -295,7 +312,10 @@ def compare_sema(a: argparse.Namespace) -> dict:
         a.work / "backbones" / f"sema-dinov2-final-{a.image_size}.pt",
         a.image_size,
     )
-    tag = f"sema-dinov2-final-{a.image_size}px-e{a.epochs}-{data.name}-s{a.seed}"
+    rd_epochs = a.rd_epochs or a.epochs
+    tag = f"sema-dinov2-final-{a.image_size}px-e{a.epochs}rd{rd_epochs}-{data.name}-s{a.seed}"
+    if a.threshold != 2:
+        tag += f"-z{a.threshold:g}"
     out = a.work / "results" / f"semacl-{tag}.json"
     cmd = [
         "nice", "-n", nice_increment(), str(a.ref_python), str(HERE / "pilot_run.py"),
@@ -305,7 +325,7 @@ def compare_sema(a: argparse.Namespace) -> dict:
         "--seed", str(a.seed), "--image-size", str(a.image_size),
         "--workdir", str(a.work / "sema-logs"), "--out", str(out),
         "--vit-state", vit["file"], "--vit", json.dumps(vit["vit"]),
-        "--set", "shuffle=false", "--set", f"func_epoch={a.epochs}", "--set", f"rd_epoch={a.epochs}",
+        "--set", "shuffle=false", "--set", f"func_epoch={a.epochs}", "--set", f"rd_epoch={rd_epochs}", "--set", f"exp_threshold={a.threshold:g}",
     ]  # fmt: skip
     before = child_cpu_seconds()
     if not (out.exists() and a.reuse):
@@ -319,11 +339,12 @@ def compare_sema(a: argparse.Namespace) -> dict:
         10,
     )
     a.clbench_set = [
-        f"train.epochs={a.epochs}", f"descriptor_epochs={a.epochs}", "adapter_scale=1", "dropout=0",
+        f"train.epochs={a.epochs}", f"descriptor_epochs={rd_epochs}", "adapter_scale=1", "dropout=0",
         "descriptor_dim=128", "train.batch_size=32", "detect_batch_size=128", "buffer_size=500",
-        "expansion_threshold=2", "expand_layers=3", "train.lr=0.005", "descriptor_lr=0.01",
+        f"expansion_threshold={a.threshold:g}", "expand_layers=3", "train.lr=0.005", "descriptor_lr=0.01",
     ]  # fmt: skip
-    result, wall, cpu = run_clbench(a, data, shuffle=False)
+    with recorded_buffers():
+        result, wall, cpu = run_clbench(a, data, shuffle=False)
     report = {
         "tag": tag,
         "data": meta,
@@ -348,22 +369,68 @@ def compare_sema(a: argparse.Namespace) -> dict:
     return report
 
 
+@contextlib.contextmanager
+def recorded_buffers():
+    """Add each descriptor buffer's length, mean and std to every clbench SEMA scan decision."""
+    from clbench.registry import create_method
+
+    cls = type(create_method("sema"))
+    own = cls._scan
+
+    def scan(self, task, expanded):
+        buffers = {
+            str(i): [
+                {"n": len(b), "mean": float(b.values.mean()), "std": float(b.values.std())}
+                for b in m.buffers
+            ]
+            for i, m in self.mixtures.items()
+            if m.expandable and i not in expanded
+        }
+        found = own(self, task, expanded)
+        self.decisions[-1]["buffers"] = buffers
+        return found
+
+    cls._scan = scan
+    try:
+        yield
+    finally:
+        cls._scan = own
+
+
+def sema_rows(r: dict) -> list[dict]:
+    """One row per (side, task, scan, block): the block's score, its buffers, the decision."""
+    rows = []
+    for e in r["reference"]["z"]:
+        added = any(
+            x["task"] == e["task"] and x.get("scan") == e.get("scan") and x["layer"] == e["layer"]
+            for x in r["reference"]["added"]
+        )
+        rows.append(
+            {"side": "SEMA-CL", "task": e["task"], "scan": e.get("scan"), "layer": e["layer"],
+             "z": e["min"], "batch": e["batch"], "buffers": e.get("buffers", []), "expands": added}
+        )  # fmt: skip
+    for d in r["clbench"].get("expansion_decisions", []):
+        for layer, z in d["highest_z"].items():
+            rows.append(
+                {"side": "clbench", "task": d["task"], "scan": d["scan"], "layer": int(layer),
+                 "z": z, "batch": None, "buffers": d.get("buffers", {}).get(layer, []),
+                 "expands": d["expanded_layer"] == int(layer)}
+            )  # fmt: skip
+    return rows
+
+
 def print_sema(r: dict) -> None:
     ref, ours = r["reference"], r["clbench"]
     print(f"\n{r['tag']}: {r['data']['train']} train / {r['data']['test']} test images")
-    print("reference (SEMA-CL) highest batch-mean |z| (min over adapters) per task and layer:")
-    highest: dict = {}
-    for e in ref["z"]:
-        key = (e["task"], e["layer"])
-        highest[key] = max(highest.get(key, 0.0), e["min"])
-    for (task, layer), z in sorted(highest.items()):
-        print(f"  task {task} block {layer}: {z:.3f}")
-    print(f"  expansions: {ref['added']}")
-    print("clbench highest z per scan:")
-    for d in ours.get("expansion_decisions", []):
+    print("batch-mean |z| (min over the block's adapters) per task, scan and block;")
+    print("buffers: n / mean / std of each adapter's loss buffer the z is measured against")
+    for row in sema_rows(r):
+        buffers = ", ".join(f"{b['n']}/{b['mean']:.4g}/{b['std']:.3g}" for b in row["buffers"])
         print(
-            f"  task {d['task']} scan {d['scan']}: {d['highest_z']} -> expands {d['expanded_layer']}"
+            f"  {row['side']:>7} task {row['task']} scan {row['scan']} block {row['layer']:>2}: "
+            f"z {row['z']:7.3f}  [{buffers}]{'  -> EXPANDS' if row['expands'] else ''}"
         )
+    print(f"expansions: SEMA-CL {ref['added']}; clbench {ours.get('expansions')}")
     for key in ("avg", "last", "forgetting"):
         print(f"{key:>10}: SEMA-CL {ref[key]:6.2f}  clbench {ours[key]:6.2f}")
 
@@ -374,7 +441,9 @@ def main() -> int:
     p.add_argument("--ref", type=Path, required=True, help="the fetched reference checkout")
     p.add_argument("--ref-python", type=Path, default=Path("/work/refs/venv/bin/python"))
     p.add_argument("--method", default="simplecil", choices=sorted(PILOT_CONFIGS))
-    p.add_argument("--epochs", type=int, default=2, help="sema: func_epoch = rd_epoch")
+    p.add_argument("--epochs", type=int, default=2, help="sema: func_epoch (and rd_epoch)")
+    p.add_argument("--threshold", type=float, default=2.0, help="sema: expansion threshold")
+    p.add_argument("--rd-epochs", type=int, default=0, help="sema: rd_epoch if not --epochs")
     p.add_argument("--fashion-per-class", type=int, default=10)
     p.add_argument("--emoji-classes", type=int, default=10)
     p.add_argument("--subset-classes", type=int, default=0, help="pilot: first N emoji-cil classes")
@@ -390,6 +459,7 @@ def main() -> int:
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=Path("/work/refs/fidelity"))
+    p.add_argument("--tag", default="", help="suffix of the result files' names")
     p.add_argument("--ref-set", action="append", default=[], help="reference config KEY=VALUE")
     p.add_argument("--clbench-set", action="append", default=[], help="clbench method KEY=VALUE")
     a = p.parse_args()

@@ -59,6 +59,12 @@ def main() -> int:
     p.add_argument("--set", dest="sets", action="append", default=[])
     p.add_argument("--vit-state", type=Path, help="SEMA-CL: ViT weights in vit_sema's layout")
     p.add_argument("--vit", type=json.loads, help="SEMA-CL: the ViT's shape (JSON)")
+    p.add_argument(
+        "--projection-seed",
+        type=int,
+        help="RanPAC: draw W_rand as clbench does (float64 randn from this seed), not from "
+        "PILOT's global RNG, so both sides project with the same matrix",
+    )
     a = p.parse_args()
 
     sys.path.insert(0, str(a.pilot))
@@ -175,6 +181,8 @@ def main() -> int:
         )
 
     learner_module.Learner.incremental_train = incremental_train
+    if a.projection_seed is not None:
+        share_projection(learner_module.Learner, a.projection_seed)
     assert factory.get_model  # PILOT's own factory picks the (wrapped) Learner
 
     args.update(
@@ -200,6 +208,7 @@ def main() -> int:
     out = {
         "reference": a.pilot.name,
         "sema": SEMA_LOG,
+        "ridges": RIDGES,
         "config": {k: v for k, v in args.items() if k != "device"},
         "tasks": records,
         "wall_seconds": time.perf_counter() - began,
@@ -210,6 +219,29 @@ def main() -> int:
 
 
 SEMA_LOG: dict = {"z": [], "added": [], "train_phases": []}
+RIDGES: list[float] = []
+
+
+def share_projection(learner, seed: int) -> None:
+    """PILOT's RanPAC with clbench's W_rand (the same draw) and its chosen lambdas recorded."""
+    import torch
+
+    own_setup, own_ridge = learner.setup_RP, learner.optimise_ridge_parameter
+
+    def setup_rp(self):
+        own_setup(self)
+        generator = torch.Generator().manual_seed(seed)
+        shape = tuple(self.W_rand.shape)
+        w = torch.randn(*shape, generator=generator, dtype=torch.float64).float()
+        self.W_rand = self._network.W_rand = w.to(self._device)
+
+    def optimise_ridge_parameter(self, features, y):
+        ridge = own_ridge(self, features, y)
+        RIDGES.append(float(ridge))
+        return ridge
+
+    learner.setup_RP = setup_rp
+    learner.optimise_ridge_parameter = optimise_ridge_parameter
 
 
 def register_sema(a, inc_net, own_backbone) -> None:
@@ -293,7 +325,7 @@ def register_sema(a, inc_net, own_backbone) -> None:
     shim.Linear = linear
     sema.nn = shim
 
-    state = {"task": -1}
+    state = {"task": -1, "scan": -1}
     own_forward = sema_block.SEMAModules.forward
 
     def forward(self, x):
@@ -311,24 +343,34 @@ def register_sema(a, inc_net, own_backbone) -> None:
             SEMA_LOG["z"].append(
                 {
                     "task": state["task"],
+                    "scan": state["scan"],
                     "layer": self.layer_id,
                     "z": z,
                     "min": min(z),
                     "batch": len(x),
+                    # What each z was measured against: the adapter's loss buffer.
+                    "buffers": [buffer_stats(ad.rd_loss_record) for ad in self.adapters],
                 }
             )
         out = own_forward(self, x)
         if watching and out.get("added"):
-            SEMA_LOG["added"].append({"task": state["task"], "layer": self.layer_id, "z": min(z)})
+            SEMA_LOG["added"].append(
+                {"task": state["task"], "scan": state["scan"], "layer": self.layer_id, "z": min(z)}
+            )
         return out
 
     sema_block.SEMAModules.forward = forward
     own_incremental, own_init_train = sema.Learner.incremental_train, sema.Learner._init_train
     own_accuracy = sema.Learner._compute_accuracy
+    own_detect = sema.Learner._detect_outlier
 
     def incremental_train(self, data_manager):
-        state["task"] = self._cur_task + 1
+        state["task"], state["scan"] = self._cur_task + 1, -1
         return own_incremental(self, data_manager)
+
+    def detect_outlier(self, detect_loader, train_loader, test_loader, added):
+        state["scan"] += 1  # one pass over the detection loader (it recurses after an expansion)
+        return own_detect(self, detect_loader, train_loader, test_loader, added)
 
     def compute_accuracy(self, model, loader):
         began = time.perf_counter()
@@ -356,6 +398,12 @@ def register_sema(a, inc_net, own_backbone) -> None:
     sema.Learner.incremental_train = incremental_train
     sema.Learner._init_train = init_train
     sema.Learner._compute_accuracy = compute_accuracy
+    sema.Learner._detect_outlier = detect_outlier
+
+
+def buffer_stats(record) -> dict:
+    """Length, mean and (unbiased) std of a SEMA-CL ``Records`` loss buffer."""
+    return {"n": int(record.length), "mean": float(record.mean), "std": float(record.stddev)}
 
 
 def _plain(value):
