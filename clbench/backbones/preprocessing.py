@@ -144,16 +144,20 @@ class Preprocessing:
         normalize = [T.ToTensor(), T.Normalize(self.mean, self.std)]
         size = self.image_size
         if train:
-            return T.Compose(
+            augment = T.Compose(
                 [
                     T.RandomResizedCrop(size, scale=(0.6, 1.0), interpolation=mode),
                     T.RandomHorizontalFlip(),
                     *normalize,
                 ]
             )
+            augment.decode_size = size  # what a loader may reduce large images to (3x margin)
+            return augment
         scale = self.resize_size
         resize = T.Resize((scale, scale) if self.resize == "squash" else scale, interpolation=mode)
-        return T.Compose([resize, T.CenterCrop(size), *normalize])
+        evaluate = T.Compose([resize, T.CenterCrop(size), *normalize])
+        evaluate.decode_size = scale
+        return evaluate
 
 
 def parse_normalization(value: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
