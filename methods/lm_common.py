@@ -68,6 +68,18 @@ def lm_step(model: torch.nn.Module, device: torch.device, extra_loss=None):
     return step
 
 
+@torch.no_grad()
+def lm_outputs(lm, inputs: Inputs, batch_size: int = 8, max_new_tokens: int = 16) -> list:
+    """What a scorer reads: each choice's log-likelihood, or the greedy answer's first line."""
+    lm.eval()
+    prompts = [str(p) for p in inputs.prompts]
+    if inputs.output == "choice-scores":
+        scores = lm.choice_logprobs(prompts, [tuple(c) for c in inputs.choices], batch_size)
+        return [s.tolist() for s in scores]
+    texts = lm.generate(prompts, max_new_tokens, batch_size)
+    return [t.strip().split("\n")[0].strip() for t in texts]
+
+
 class LanguageModelLearner(Learner):
     """Predicts with ``self.lm`` (the run's LM unless a subclass trains a copy)."""
 
@@ -83,17 +95,11 @@ class LanguageModelLearner(Learner):
     def current_lm(self):
         return self.lm if self.lm is not None else self.ctx.backbone
 
-    @torch.no_grad()
     def predict(self, inputs: Inputs, task_id: int | None = None) -> Any:
-        lm = self.current_lm()
-        lm.eval()
-        prompts = [str(p) for p in inputs.prompts]
-        batch = min(self.ctx.batch_size, 8)  # ctx.batch_size is sized for image features
-        if inputs.output == "choice-scores":
-            scores = lm.choice_logprobs(prompts, [tuple(c) for c in inputs.choices], batch)
-            return [s.tolist() for s in scores]
-        texts = lm.generate(prompts, self.max_new_tokens, batch)
-        return [t.strip().split("\n")[0].strip() for t in texts]
+        # ctx.batch_size is sized for image features; 8 sequences keep an LM batch small
+        return lm_outputs(
+            self.current_lm(), inputs, min(self.ctx.batch_size, 8), self.max_new_tokens
+        )
 
     def on_tested(self, step: int, task_index: int, samples: Samples, outputs: Any) -> None:
         """Keep a few prompts with the model's answer and the reference (the latest step's)."""
