@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -81,3 +85,25 @@ def test_der_needs_a_fixed_head_wide_enough():
     learner = create_method("avalanche:der", head_width=3, **FAST)
     with pytest.raises(ConfigError, match="head_width=4"):  # the stream has 4 classes
         Evaluator(image_stream(), learner, tiny_context()).run()
+
+
+def test_listing_the_methods_imports_no_model_library():
+    """The registry imports every method module on first lookup; a heavy top-level import
+    in any of them (Avalanche took 4-7 s) would tax every run, even SimpleCIL's."""
+    code = (
+        "import sys\n"
+        "from clbench.registry import METHODS\n"
+        "names = METHODS.names()\n"
+        "assert 'avalanche:ewc' in names and 'simplecil' in names, names\n"
+        "heavy = ('avalanche', 'torchmetrics', 'timm', 'open_clip', 'transformers', 'peft')\n"
+        "loaded = [m for m in heavy if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_strategy_signature_is_read_on_first_use():
+    factory = METHODS.get("avalanche:ewc").factory
+    parameters = inspect.signature(factory).parameters
+    assert "ewc_lambda" in parameters and "train_backbone" in parameters
+    assert parameters["head_width"].default is None
