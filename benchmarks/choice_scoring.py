@@ -30,7 +30,7 @@ def main() -> None:
     from clbench.scenarios.readers.bigbench import read_bigbench
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", default="sports_understanding,date_understanding")
+    parser.add_argument("--tasks", default="metaphor_boolean,physics")
     parser.add_argument("--examples", type=int, default=32)
     parser.add_argument("--backbone", default="smollm2-135m")
     parser.add_argument("--batch-size", type=int, default=8)
