@@ -7,10 +7,12 @@ For every BIG-bench task named, takes the first ``--examples`` of the pool that
 ``bigbench-instruct`` trains on (the same seed-1993 split; the whole pool when
 it is smaller), scores the backbone zero-shot with the learners' own
 prediction path and the task's scorer, and prints the score with its Wilson
-95% interval beside chance. Chance is the mean of 1/choices for
-multiple-choice tasks; for generative ones, the share of the pool's most
-frequent reference (always giving that answer). A task passes the preset's
-criterion when the interval lies above chance and the score is at most 90%.
+95% interval beside the baseline: the better of chance (the mean of
+1/choices) and always giving the pool's most frequent correct answer (its
+label prior: metaphor_boolean is 60% "True"). A task passes the preset's
+criterion when the interval lies above that baseline and the score is at most
+90%. ``top`` is the share of the model's most frequent answer: near 100% means
+it answers the same whatever the question.
 """
 
 from __future__ import annotations
@@ -35,10 +37,19 @@ def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def chance(task, examples) -> float:
+    """The better of uniform guessing and always giving the most frequent correct answer."""
+    prior = Counter(e.answers[0] for e in examples).most_common(1)[0][1] / len(examples)
     if task.scorer == "multiple-choice":
-        return sum(1 / len(e.choices) for e in examples) / len(examples)
-    counts = Counter(e.answers[0] for e in examples)
-    return counts.most_common(1)[0][1] / len(examples)
+        return max(prior, sum(1 / len(e.choices) for e in examples) / len(examples))
+    return prior
+
+
+def top_answer_share(outputs: list, examples) -> float:
+    """How often the model gives its most frequent answer (choice text or generated text)."""
+    if examples[0].choices is not None:
+        pairs = zip(outputs, examples, strict=True)
+        outputs = [e.choices[max(range(len(o)), key=o.__getitem__)] for o, e in pairs]
+    return Counter(outputs).most_common(1)[0][1] / len(outputs)
 
 
 def verdict(score: float, low: float, high: float, base: float) -> str:
@@ -71,7 +82,8 @@ def main() -> None:
     lm = build_backbone(args.backbone)
     print(
         f"{'task':22s} {'scorer':15s} {'pool':>5s} {'n':>4s} {'zero-shot':>9s} "
-        f"{'95% interval':>15s} {'chance':>7s}  {'criterion':20s} {'CPU s':>6s} {'wall s':>6s}"
+        f"{'95% interval':>15s} {'base':>7s} {'top':>5s}  {'criterion':20s} {'CPU s':>6s} "
+        f"{'wall s':>6s}"
     )
     for task in read_bigbench([t.strip() for t in args.tasks.split(",") if t.strip()]):
         train, test = split_examples(task.examples, args.seed, args.examples, TEST_POOL, task.name)
@@ -84,9 +96,11 @@ def main() -> None:
         wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
         n, score, base = len(scores), float(scores.mean()), chance(task, examples)
         low, high = wilson(float(scores.sum()), n)
+        top = top_answer_share(outputs, examples)
         print(
             f"{task.name:22s} {task.scorer:15s} {pool if args.pool == 'train' else TEST_POOL:5d} "
-            f"{n:4d} {100 * score:8.1f}% {100 * low:6.1f}-{100 * high:5.1f}% {100 * base:6.1f}%  "
+            f"{n:4d} {100 * score:8.1f}% {100 * low:6.1f}-{100 * high:5.1f}% {100 * base:6.1f}% "
+            f"{100 * top:4.0f}%  "
             f"{verdict(score, low, high, base):20s} {cpu:6.1f} {wall:6.1f}",
             flush=True,
         )

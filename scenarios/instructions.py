@@ -173,7 +173,7 @@ def bigbench_instruct(
         seed,
         train_per_task,
         test_per_task,
-        {"dataset": "bigbench-1.0.0"},
+        {"dataset": "bigbench-1.0.0", "choice_order": "BIG-bench's: sorted, RandomState(42)"},
     )
 
 

@@ -178,6 +178,23 @@ def test_bigbench_tasks_are_read_from_the_archive_with_their_own_prefix(archive)
     assert plus.examples[3].answers == ("4",) and plus.examples[3].prompt.endswith("\nA: ")
 
 
+def test_choices_are_shown_in_bigbench_order_not_the_files(tmp_path):
+    """Task files often list the correct choice first; BIG-bench shows them sorted and
+    permuted by RandomState(42) (json_task.default_format_fn), and so must clbench,
+    or a tuned model learns to pick the first listed choice."""
+    from clbench.scenarios.readers.bigbench import read_bigbench
+
+    scores = {"d": 1, "c": 0, "b": 0, "a": 0}  # the correct choice first, as in physics
+    task = {"examples": [{"input": f"q{i}", "target_scores": scores} for i in range(3)]}
+    archive = write_bigbench_sdist(tmp_path / "bb.tar.gz", {"first": task})
+    (parsed,) = read_bigbench(["first"], archive)
+    shown = [np.random.RandomState(42).permutation(sorted(scores))]  # BIG-bench's own call
+    for example in parsed.examples:
+        assert example.choices == tuple(shown[0]) == ("b", "d", "a", "c")
+        assert example.prompt.endswith("choice: b\n  choice: d\n  choice: a\n  choice: c\nA: ")
+        assert example.answers == ("d",) and example.choices.index("d") == 1
+
+
 def test_malformed_and_missing_bigbench_tasks_get_one_message(tmp_path):
     from clbench.scenarios.readers.bigbench import read_bigbench
 

@@ -11,6 +11,13 @@ Prompts follow BIG-bench's own JSON-task format: the task's ``task_prefix``
 (its instruction), ``example_input_prefix`` + input, the choices when
 ``append_choices_to_input`` is set, then ``example_output_prefix``; the
 defaults are BIG-bench's (``"\\nQ: "``, ``"\\nA: "``, ``"\\n  choice: "``).
+
+Choices are shown, and indexed, in BIG-bench's order, not the file's: sorted,
+then permuted by ``numpy.random.RandomState(42)`` afresh for every example
+(``default_format_fn`` in ``bigbench/api/json_task.py``, 42 being
+``JsonTask``'s default seed). Many task files list the correct answer first
+(every example of ``physics`` does), so the file order would teach a tuned
+model to pick the first listed choice.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from clbench.assets import PypiAsset, fetch_pypi
 from clbench.errors import ClbenchError, ConfigError
@@ -49,6 +58,15 @@ DEFAULTS = {
     "choice_prefix": "\n  choice: ",
     "append_choices_to_input": True,
 }
+CHOICE_SEED = 42
+"""The seed of BIG-bench's choice permutation (``JsonTask(random_seed=42)``)."""
+
+
+def shown_choice_order(choices: tuple[str, ...]) -> tuple[str, ...]:
+    """BIG-bench's order of an example's choices: sorted, then one seeded permutation."""
+    ordered = sorted(choices)
+    permutation = np.random.RandomState(CHOICE_SEED).permutation(len(ordered))
+    return tuple(ordered[i] for i in permutation)
 
 
 def archive_path() -> Path:
@@ -123,10 +141,10 @@ def parse_task(name: str, task: dict, where: str = "BIG-bench") -> TextTask:
         if is_mc:
             require(ex, ("target_scores",), here)
             scores = ex["target_scores"]
-            choices = tuple(str(c) for c in scores)
+            choices = shown_choice_order(tuple(str(c) for c in scores))
             if len(choices) < 2:
                 raise ClbenchError(f"{here} has fewer than two choices", "fix the task file")
-            best = max(choices, key=lambda c: float(scores[c]))
+            best = str(max(scores, key=lambda c: float(scores[c])))  # the first best, as BIG-bench
             if append:
                 body += fmt["choice_prefix"] + fmt["choice_prefix"].join(choices)
             examples.append(
