@@ -188,7 +188,7 @@ def fit(
     epochs = math.ceil(steps_left / max(len(batches), 1))
     try:
         for epoch in progress(range(epochs), desc=desc, total=epochs):
-            total_loss, seen, correct = 0.0, 0, 0
+            total_loss, seen, correct, scored = 0.0, 0, 0, 0
             for batch in batches:
                 if steps_left == 0:
                     break  # max_steps reached inside the last pass
@@ -210,11 +210,12 @@ def fit(
                 seen += n
                 if logits is not None and targets is not None:
                     correct += int((logits.detach().argmax(1) == targets).sum())
+                    scored += len(targets)
             log.epochs.append(
                 EpochLog(
                     epoch,
                     total_loss / max(seen, 1),
-                    correct / seen if seen else None,
+                    correct / scored if scored else None,  # None: the step gave no logits
                     schedule.get_last_lr()[0],
                 )
             )

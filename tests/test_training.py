@@ -53,6 +53,26 @@ def test_fit_learns_logs_and_repeats_bit_for_bit():
     assert torch.equal(model.weight, again.weight) and log.to_dict() == log2.to_dict()
 
 
+def test_a_step_without_logits_logs_no_accuracy():
+    """Language-model steps return only a loss: their log must not claim 0% accuracy."""
+    model = nn.Linear(5, 2)
+    x, y = toy_problem(32)
+
+    def loss_only(batch):
+        inputs, targets = batch
+        return nn.functional.cross_entropy(model(inputs), targets), None, None
+
+    log = fit(
+        model.parameters(),
+        tensor_batches(x, y, batch_size=16, seed=0),
+        loss_only,
+        TrainConfig(epochs=2, lr=0.1),
+        torch.device("cpu"),
+    )
+    assert [e.accuracy for e in log.epochs] == [None, None]
+    assert all(e.loss > 0 for e in log.epochs)
+
+
 def test_schedules():
     p = [nn.Parameter(torch.zeros(1))]
     cfg = TrainConfig(epochs=4, lr=1.0, schedule="multistep", milestones=(1, 3), gamma=0.5)
