@@ -1,6 +1,6 @@
 """The offline instruction preset's selection test: zero-shot scores on each task's *training* pool.
 
-    .venv/bin/python benchmarks/instruct_preset.py [--tasks implicatures,navigate,...]
+    .venv/bin/python benchmarks/instruct_preset.py [--tasks movie_recommendation,physics,...]
         [--examples 100] [--pool train] [--backbone smollm2-135m] [--batch-size 8]
 
 For every BIG-bench task named, takes the first ``--examples`` of the pool that
@@ -23,8 +23,9 @@ import time
 from collections import Counter
 
 from clbench.evaluator import cpu_seconds
+from clbench.scenarios.instructions import BIGBENCH_HELDOUT, BIGBENCH_STREAM
 
-DEFAULT_TASKS = "implicatures,navigate,object_counting,anachronisms,social_iqa,sports_understanding"
+DEFAULT_TASKS = ",".join(BIGBENCH_STREAM + BIGBENCH_HELDOUT)
 SATURATED = 0.9
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -196,7 +197,11 @@ class CausalLM(nn.Module):
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
         first = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **self._last_logits_only(),
         )
         last_logp = first.logits[:, -1].float().log_softmax(-1)  # predicts each choice's 1st token
         repeats = torch.tensor([len(a) for a in answers], device=device)
@@ -226,6 +231,14 @@ class CausalLM(nn.Module):
         rest = logp[:, :-1].gather(2, cids[:, 1:, None]).squeeze(2) * cmask[:, 1:]
         totals = first_tok + rest.sum(1)
         return list(totals.cpu().split(repeats.tolist()))
+
+    def _last_logits_only(self) -> dict[str, int]:
+        """``logits_to_keep=1`` where the model takes it: the prompt pass needs only its last
+        position's logits, and the vocabulary projection of every other position is most
+        of the work for a large vocabulary (Gemma 3: 262k x 640 per token)."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        takes = "logits_to_keep" in inspect.signature(base.forward).parameters
+        return {"logits_to_keep": 1} if takes else {}
 
     @torch.no_grad()
     def choice_logprobs_per_choice(
