@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from clbench.data import Inputs, Samples
+from clbench.learner import rng_untouched
 from clbench.progress import progress
 
 T = TypeVar("T")
@@ -322,14 +323,18 @@ class FeatureCache:
                 began = time.perf_counter()
                 position = {k: i for i, k in enumerate(keys)}
                 todo = samples.subset([position[k] for k in missing])
-                matrix = embed_samples(
-                    resolve(model),
-                    todo,
-                    resolve(transform),
-                    device,
-                    batch_size,
-                    desc=f"features {samples.source}",
-                ).numpy()
+                # A feature extracted or served from the cache must leave the run the same:
+                # the DataLoader draws its base seed from torch's generator, which moved a
+                # method's later draws (a cold `linear` run differed from a warm one).
+                with rng_untouched():
+                    matrix = embed_samples(
+                        resolve(model),
+                        todo,
+                        resolve(transform),
+                        device,
+                        batch_size,
+                        desc=f"features {samples.source}",
+                    ).numpy()
                 self.stats.extract_seconds += time.perf_counter() - began
                 self.stats.extracted += len(missing)
                 if persist:

@@ -35,6 +35,7 @@ import inspect
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -46,7 +47,7 @@ import torch
 from clbench.backbones import Backbone, build_backbone, parse_backbone_spec
 from clbench.backbones.preprocessing import Preprocessing
 from clbench.errors import ClbenchError
-from clbench.learner import rng_state, set_rng_state
+from clbench.learner import rng_untouched
 from clbench.registry import BACKBONES
 
 #: Version of the stored record: a file of another format is never read.
@@ -122,7 +123,8 @@ class Request:
         return {"spec": self.spec, "weights": weights, "overrides": overrides}
 
     def key(self) -> str:
-        blob = json.dumps([FORMAT, self.identity()], sort_keys=True, default=str)
+        # Checkouts sharing one cache keep a file each instead of overwriting each other's.
+        blob = json.dumps([FORMAT, str(CODE_FOLDER), self.identity()], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode(errors="surrogateescape")).hexdigest()[:20]
 
 
@@ -238,7 +240,7 @@ class DescriptorStore:
             "backbone": descriptor.to_dict(),
         }
         target = self.path(request)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
@@ -271,11 +273,8 @@ class LazyBackbone:
             # Built mid-run, after the run seeded its generators: building (timm draws a
             # random init before loading the weights) must not move them, or a method's
             # own random draws would differ from a run that built the network up front.
-            state = rng_state()
-            try:
+            with rng_untouched():
                 network = self._build()
-            finally:
-                set_rng_state(state)
             found = describe(network)
             if found != self.descriptor:
                 # The run may already have read features under the stored cache id.
