@@ -243,7 +243,7 @@ class DescriptorStore:
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+            tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
             os.replace(tmp, target)
         except OSError as exc:
             print(
