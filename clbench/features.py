@@ -50,7 +50,7 @@ FORMAT = "features-v2"
 
 
 class Deferred(Generic[T]):
-    """A value made on first use: what a request served wholly from the cache never
+    """A value made only when asked for: what a request served wholly from the cache never
     needs (the network, its transform), so a warm run does not build it."""
 
     def __init__(self, make: Callable[[], T]) -> None:
