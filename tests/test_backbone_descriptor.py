@@ -305,3 +305,20 @@ def test_runs_store_descriptions_in_the_feature_cache(setup):
     records = list((tmp / "features" / DESCRIPTORS).glob("*.json"))
     assert len(records) == 1
     assert json.loads(records[0].read_text())["backbone"]["name"] == plugin.NAME
+
+
+@pytest.mark.parametrize(
+    ("spec", "options"),
+    [("efficientnet-lite0", {"image_size": 32}), ("dinov2-vits14", {"image_size": 56})]
+    + [("openclip:tiny", {})],
+)
+def test_the_offline_backbones_are_described_by_their_weights_files(spec, options, tmp_path):
+    backbone = build_backbone(spec, **options)
+    if spec == "openclip:tiny":
+        assert backbone.weights_files == ()  # seeded random init: no file to watch
+    else:
+        assert len(backbone.weights_files) == 1 and backbone.weights_files[0].is_file()
+    store, request = DescriptorStore(tmp_path), Request(spec, None, dict(options))
+    store.save(request, backbone)
+    assert store.load(request) == describe(backbone)
+    assert store.load(request).cache_id == backbone.cache_id
