@@ -11,7 +11,9 @@ side by side, for the default backbone at the emoji protocol size:
   (tensors in memory): what no loader can beat;
 - old: decoding in the main process at full resolution (clbench before issue 20);
 - cold: clbench's path (``embed_samples``: decode workers, reduction at decode);
-- warm: ``clbench run --scenario folder`` as a new process with every feature cached;
+- warm: ``clbench run --scenario folder`` as a new process with every feature cached
+  (the backbone is not built, only described: clbench.backbones.descriptor), beside
+  ``python -c "import torch"`` as a new process, the part of it left to torch;
 - with --splits, cold under each (decode workers x forward threads) split.
 
 Each line gives wall seconds, CPU seconds of this process and its children, the
@@ -156,6 +158,11 @@ def main() -> None:
             "clbench warm (`clbench run`, a new process)",
             floor,
             lambda: subprocess.run(command, env=env, check=True, capture_output=True),
+        )
+        timed(
+            "`python -c 'import torch'` (a new process)",
+            floor,
+            lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True),
         )
 
 

@@ -24,9 +24,10 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 try:
     import fcntl
@@ -38,11 +39,29 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from clbench.data import Inputs, Samples
+from clbench.learner import rng_untouched
 from clbench.progress import progress
+
+T = TypeVar("T")
 
 #: Version of the on-disk layout, part of every folder name: shards of an older layout
 #: (keys without content fingerprints) are never read.
 FORMAT = "features-v2"
+
+
+class Deferred(Generic[T]):
+    """A value made only when asked for: what a request served wholly from the cache never
+    needs (the network, its transform), so a warm run does not build it."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+
+    def get(self) -> T:
+        return self._make()
+
+
+def resolve(value: T | Deferred[T]) -> T:
+    return value.get() if isinstance(value, Deferred) else value
 
 
 class ImageDataset(Dataset):
@@ -275,10 +294,10 @@ class FeatureCache:
 
     def get(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | Deferred[torch.nn.Module],
         extractor_id: str,
         samples: Samples | Inputs,
-        transform,
+        transform: Any,
         device: torch.device,
         batch_size: int = 64,
         persist: bool = True,
@@ -286,7 +305,8 @@ class FeatureCache:
         """Embeddings of ``samples`` in order, extracting only what is not cached.
 
         ``persist=False`` keeps them in memory only: for networks that exist for one
-        run (an adapted copy), whose features no later run can reuse.
+        run (an adapted copy), whose features no later run can reuse. ``model`` and
+        ``transform`` may be :class:`Deferred`: made only when a sample is missing.
         """
         scope = cache_scope(samples)
         table = self._load(extractor_id, scope, from_disk=persist)
@@ -303,9 +323,18 @@ class FeatureCache:
                 began = time.perf_counter()
                 position = {k: i for i, k in enumerate(keys)}
                 todo = samples.subset([position[k] for k in missing])
-                matrix = embed_samples(
-                    model, todo, transform, device, batch_size, desc=f"features {samples.source}"
-                ).numpy()
+                # A feature extracted or served from the cache must leave the run the same:
+                # the DataLoader draws its base seed from torch's generator, which moved a
+                # method's later draws (a cold `linear` run differed from a warm one).
+                with rng_untouched():
+                    matrix = embed_samples(
+                        resolve(model),
+                        todo,
+                        resolve(transform),
+                        device,
+                        batch_size,
+                        desc=f"features {samples.source}",
+                    ).numpy()
                 self.stats.extract_seconds += time.perf_counter() - began
                 self.stats.extracted += len(missing)
                 if persist:

@@ -10,10 +10,12 @@ sees test data while learning, and never receives test targets.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -117,3 +119,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def rng_untouched() -> Iterator[None]:
+    """Python's, numpy's and torch's generators leave the block where they entered it:
+    for work a run may or may not do (extracting a feature the cache lacks, building a
+    network lazily), which must not change the random draws of what follows."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)

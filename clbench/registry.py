@@ -64,6 +64,10 @@ class Registry(Generic[T]):
         self._load()
         return [self._entries[n] for n in sorted(self._entries)]
 
+    def registered(self, name: str) -> Entry[T] | None:
+        """The entry registered under ``name`` so far, without importing the package."""
+        return self._entries.get(name)
+
     def get(self, name: str) -> Entry[T]:
         self._load()
         if name not in self._entries:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from clbench import metrics
-from clbench.backbones import build_backbone
+from clbench.backbones.descriptor import DescriptorStore, open_backbone
 from clbench.context import RunContext
 from clbench.errors import ConfigError
 from clbench.evaluator import Evaluation, Evaluator, check_compatible, peak_rss_mb
@@ -30,6 +30,8 @@ from clbench.scenario import Scenario
 DEFAULT_SCENARIO = "emoji-cil"
 DEFAULT_METHOD = "simplecil"
 DEFAULT_BACKBONE = "efficientnet-lite0"
+#: The feature cache's sub-folder of backbone descriptions (clbench.backbones.descriptor).
+DESCRIPTORS = "backbones"
 
 
 @dataclass
@@ -184,7 +186,9 @@ def prepare(spec: RunSpec, cache: FeatureCache | None = None):
     """Build scenario, backbone, learner and context for ``spec`` (no learning yet).
 
     Everything that can be refused (options, data, the method/protocol pairing) is
-    checked here, before any network is built or trained.
+    checked here, before any network is built or trained. A backbone a previous run
+    described (stored beside the features) comes lazy: built only when a feature is
+    missing or the method needs the network, so a fully cached run builds none.
     """
     configure_torch()
     validate_spec(spec)
@@ -197,13 +201,18 @@ def prepare(spec: RunSpec, cache: FeatureCache | None = None):
         )
     check_compatible(learner, scenario, spec.method)
     backbone_name = spec.backbone or scenario.default_backbone or DEFAULT_BACKBONE
-    backbone = build_backbone(
-        backbone_name, spec.weights, **preprocessing_overrides(spec, scenario.protocol)
-    )
     device = resolve_device(spec.device)
+    cache = cache or FeatureCache(features_root())
+    backbone = open_backbone(
+        backbone_name,
+        spec.weights,
+        preprocessing_overrides(spec, scenario.protocol),
+        DescriptorStore(cache.root / DESCRIPTORS) if cache.root is not None else None,
+        device,
+    )
     ctx = RunContext(
-        backbone=backbone.to(device),
-        cache=cache or FeatureCache(features_root()),
+        backbone=backbone,
+        cache=cache,
         device=device,
         seed=spec.seed,
         batch_size=spec.batch_size,
@@ -265,11 +274,13 @@ def build_result(
             "test_counts": [len(t.test) for t in scenario.heldout],
             "score_sums": evaluation.heldout.tolist(),
         }
-    truncation = getattr(ctx.backbone, "truncation", None)
+    # Read from the description: a run that needed no network does not build one here.
+    backbone = ctx.backbone_info
+    truncation = getattr(backbone, "truncation", None)
     if truncation is not None:  # language models: the rule and how often it applied
         extra["truncation"] = {
-            "rule": ctx.backbone.truncation_rule,
-            "max_length": ctx.backbone.max_length,
+            "rule": backbone.truncation_rule,
+            "max_length": backbone.max_length,
             **dataclasses.asdict(truncation),
         }
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if ctx.device.type == "cuda" else None
@@ -278,7 +289,7 @@ def build_result(
         scenario=scenario.name,
         scenario_kind=scenario.kind,
         method=spec.method,
-        backbone=ctx.backbone.name,
+        backbone=backbone.name,
         seed=spec.seed,
         config={
             "method": {"name": spec.method, **learner.hyperparameters()},
@@ -289,16 +300,14 @@ def build_result(
                 "protocol": scenario.protocol,
             },
             "backbone": {
-                "spec": spec.backbone or ctx.backbone.name,
+                "spec": spec.backbone or backbone.name,
                 "weights": spec.weights,
-                "weights_id": ctx.backbone.weights_id,
-                "image_size": ctx.backbone.image_size,
-                "cache_id": ctx.backbone.cache_id,
+                "weights_id": backbone.weights_id,
+                "image_size": backbone.image_size,
+                "cache_id": backbone.cache_id,
                 # Image backbones only: a language model's input handling is its tokenizer.
                 "preprocessing": (
-                    ctx.backbone.preprocessing.to_dict()
-                    if hasattr(ctx.backbone, "preprocessing")
-                    else None
+                    backbone.preprocessing.to_dict() if hasattr(backbone, "preprocessing") else None
                 ),
             },
             "batch_size": spec.batch_size,

@@ -203,10 +203,11 @@ class AvalancheLearner(Learner):
         ctx = self.ctx
         body: nn.Module = ctx.new_backbone() if self.train_backbone else nn.Identity()
         width = self.head_width or first.seen_classes
+        dim = ctx.backbone_info.feature_dim  # on frozen features, the network is never built
         head = (
-            nn.Linear(ctx.backbone.feature_dim, width)
+            nn.Linear(dim, width)
             if self.head_width
-            else IncrementalClassifier(ctx.backbone.feature_dim, initial_out_features=width)
+            else IncrementalClassifier(dim, initial_out_features=width)
         )
         model = nn.Sequential(body, head).to(ctx.device)
         if self.train.schedule != "constant":

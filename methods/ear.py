@@ -171,7 +171,7 @@ class EAR(Learner):
     # -- growth ---------------------------------------------------------------------------
     def search(self, features: torch.Tensor, index: int) -> tuple[list[dict], int]:
         """Candidates ranked by the zero-shot proxy on task ``index``'s features, and the budget."""
-        encoder = count_parameters(self.ctx.backbone, trainable_only=False)
+        encoder = self.ctx.backbone_info.parameter_count  # known without building the network
         budget = int(self.budget * encoder)
         candidates = search_space(self.widths, self.depths)
         generator = torch.Generator().manual_seed(self.ctx.seed + index)

@@ -12,6 +12,7 @@ import torch
 
 import clbench.backbones  # noqa: F401  (torchvision compat before timm)
 from clbench.backbones import Backbone
+from clbench.backbones.descriptor import LazyBackbone, describe
 from clbench.context import RunContext
 from clbench.data import ArrayLoader, Samples
 from clbench.features import FeatureCache
@@ -34,13 +35,25 @@ def tiny_backbone(depth: int = 4, dim: int = 48) -> Backbone:
         num_classes=0,
     ).eval()
     return Backbone(
-        model, name="test:tiny-vit", weights_id="random0", feature_dim=dim, image_size=SIZE
+        model,
+        name="test:tiny-vit",
+        weights_id="random0",
+        weights_files=(),  # seeded: every build is the same network
+        feature_dim=dim,
+        image_size=SIZE,
     )
 
 
-def tiny_context(depth: int = 4) -> RunContext:
+def tiny_context(
+    depth: int = 4, lazy: bool = False, cache: FeatureCache | None = None
+) -> RunContext:
+    """A run context on the tiny ViT; ``lazy``: known by its description and built on
+    first need, as a run gets it when a previous run described the backbone."""
     torch.manual_seed(0)
-    return RunContext(backbone=tiny_backbone(depth), cache=FeatureCache(None), batch_size=32)
+    backbone: Backbone | LazyBackbone = tiny_backbone(depth)
+    if lazy:
+        backbone = LazyBackbone(describe(backbone), lambda: tiny_backbone(depth))
+    return RunContext(backbone=backbone, cache=cache or FeatureCache(None), batch_size=32)
 
 
 def synthetic_task(

@@ -21,6 +21,7 @@ import torch
 from clbench.data import Inputs, LabelledData, Samples
 from clbench.errors import ConfigError
 from clbench.evaluator import Evaluator, check_compatible
+from clbench.features import FeatureCache
 from clbench.learner import Learner, seed_everything
 from clbench.registry import METHODS, SCENARIOS, create_method
 from clbench.runner import build_scenario
@@ -63,10 +64,12 @@ def image_methods() -> list[str]:
     return [n for n in METHODS.names() if "image" in METHODS.get(n).factory.modalities]
 
 
-def run_method(name: str, scenario: Scenario, checkpoint_dir=None, on_task_end=None, resume=False):
+def run_method(
+    name: str, scenario: Scenario, checkpoint_dir=None, on_task_end=None, resume=False, ctx=None
+):
     learner = create_method(name, **fast_options(name))
     seed_everything(0)
-    ctx = tiny_context()
+    ctx = ctx or tiny_context()
     evaluation = Evaluator(scenario, learner, ctx, checkpoint_dir, on_task_end).run(resume=resume)
     return learner, evaluation
 
@@ -107,8 +110,36 @@ def test_method_runs_a_tiny_stream_deterministically_without_test_targets(name, 
     assert received and all(isinstance(x, Inputs) and not hasattr(x, "labels") for x in received)
     assert np.isfinite(first.scores[np.tril_indices(2)]).all()
     assert np.isnan(first.scores[0, 1])  # the unseen task is not tested in class-IL
-    _, second = run_method(name, image_stream())
+    # The repeat gets the backbone lazy (built on first need, as on a run after the one that
+    # described it): the same numbers, whether the method needs the network or not.
+    _, second = run_method(name, image_stream(), ctx=tiny_context(lazy=True))
     np.testing.assert_array_equal(first.scores, second.scores)
+
+
+#: Methods that read only frozen features (with these options).
+FROZEN_FEATURES = {
+    "simplecil": {},
+    "ncm": {},
+    "knn": {},
+    "lda": {},
+    "linear": {},
+    "ranpac": {"first_session": "frozen"},
+    "ear": {},
+    "avalanche:naive": {},
+}
+
+
+@pytest.mark.parametrize("name", sorted(FROZEN_FEATURES))
+def test_frozen_feature_methods_build_no_network_when_every_feature_is_cached(name):
+    cache = FeatureCache(None)
+    options = {**fast_options(name), **FROZEN_FEATURES[name]}
+    results = []
+    for ctx in (tiny_context(cache=cache), tiny_context(lazy=True, cache=cache)):
+        seed_everything(0)
+        learner = create_method(name, **options)
+        results.append(Evaluator(image_stream(), learner, ctx).run())
+    assert not ctx.backbone_built  # the second run found every feature in the cache
+    np.testing.assert_array_equal(results[0].scores, results[1].scores)
 
 
 @pytest.mark.parametrize("name", image_methods())

@@ -8,6 +8,8 @@ keys the feature cache, so features of different weights never mix.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +30,11 @@ class Backbone(nn.Module):
     were pretrained with (see ``clbench.backbones.preprocessing``); the loose
     ``image_size``/``mean``/``std``/``crop_pct`` arguments build one for
     backbones without a pretraining config (tests, probes).
+
+    ``weights_files`` lists the local files the weights were read from (empty for
+    a seeded random initialisation); None, the default, means they are not all
+    local files (hub downloads, tests), and such a backbone is never described
+    for later runs (see ``clbench.backbones.descriptor``).
     """
 
     def __init__(
@@ -42,6 +49,7 @@ class Backbone(nn.Module):
         std: tuple[float, ...] = IMAGENET_STD,
         crop_pct: float = 1.0,
         preprocessing: Preprocessing | None = None,
+        weights_files: Sequence[str | Path] | None = None,
     ) -> None:
         super().__init__()
         if preprocessing is None:
@@ -53,6 +61,7 @@ class Backbone(nn.Module):
         self.weights_id = weights_id
         self.feature_dim = feature_dim
         self.preprocessing = preprocessing
+        self.weights_files = None if weights_files is None else tuple(map(Path, weights_files))
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         model = self.model
@@ -76,6 +85,11 @@ class Backbone(nn.Module):
     @property
     def crop_pct(self) -> float:
         return self.preprocessing.crop_pct
+
+    @property
+    def parameter_count(self) -> int:
+        """All parameters of the network, trainable or not."""
+        return sum(p.numel() for p in self.parameters())
 
     @property
     def transform_id(self) -> str:

@@ -228,6 +228,7 @@ def dinov2_vits14(
         network,
         name=f"dinov2-vits14-{model}",
         weights_id=file_sha256(path)[:12],
+        weights_files=[path],
         feature_dim=network.num_features,
         preprocessing=Preprocessing(
             ONNX_IMAGE_SIZE,

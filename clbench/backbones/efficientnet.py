@@ -71,6 +71,7 @@ def efficientnet_lite0(weights: str | None = None, image_size: int | None = None
         model.eval(),
         name="efficientnet-lite0",
         weights_id=file_sha256(path)[:12],
+        weights_files=[path],
         feature_dim=model.num_features,
         preprocessing=from_timm_config(
             model.pretrained_cfg, image_size, source="timm:tf_efficientnet_lite0 pretrained_cfg"

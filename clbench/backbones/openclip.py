@@ -129,6 +129,7 @@ def openclip_backbone(
             clip.eval(),
             name=f"openclip:{TINY}",
             weights_id="random0",
+            weights_files=(),  # seeded: the same network every time
             feature_dim=32,
             # Its position grid is fixed: a scenario's preferred size does not apply.
             image_size=TINY_IMAGE,
@@ -175,6 +176,8 @@ def openclip_backbone(
         clip.eval(),
         name=f"openclip:{model}",
         weights_id=weights_id,
+        # Only a local file is described; a hub tag or an unseeded random init is not.
+        weights_files=[Path(pretrained)] if local and Path(pretrained).is_file() else None,
         feature_dim=visual.output_dim,
         # open_clip's own eval transform: resize the shorter side to the size, centre-crop it.
         preprocessing=Preprocessing(

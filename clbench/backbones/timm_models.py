@@ -76,6 +76,8 @@ def create_timm_backbone(
         model.eval(),
         name=f"timm:{model_name}",
         weights_id=weights_id,
+        # Hub weights are not described: the hub, not a local file, decides what they are.
+        weights_files=[Path(weights)] if weights else None,
         feature_dim=model.num_features,
         # --image-size changes the size only: the crop fraction stays the weights' own.
         preprocessing=from_timm_config(
