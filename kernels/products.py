@@ -180,12 +180,21 @@ def library_for(rows: int, cols: int) -> str:
     return library if library in available_libraries() else "torch"
 
 
-def matmul_nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def matmul_nt(
+    a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, *, numpy: bool = True
+) -> torch.Tensor:
     """``a @ b.T (+ bias)`` as a new fp32 tensor, on the library measured fastest for its
-    shape (``library_for``); ``bias`` has one entry per row of ``b``."""
+    shape (``library_for``); ``bias`` has one entry per row of ``b``.
+
+    ``numpy=False`` takes torch where numpy would be chosen: OpenBLAS's threads spin
+    for a while after each product, and a torch op right after one ran 15 ms instead
+    of 0.2 ms here, so code that interleaves many small products with other torch
+    ops (a language model's layers) must not hop to numpy."""
     if a.device.type != "cpu" or a.dtype != torch.float32 or b.dtype != torch.float32:
         return torch.mm(a, b.T) if bias is None else torch.addmm(bias, a, b.T)
     library = library_for(a.shape[0], b.shape[0])
+    if library == "numpy" and not numpy:
+        library = "torch"
     if library != "torch":
         a, b = a.contiguous(), b.contiguous()  # both libraries read dense row-major operands
         bias = None if bias is None else bias.contiguous()

