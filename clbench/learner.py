@@ -51,6 +51,9 @@ class Learner(ABC):
     #: Whether per-task checkpoints can hold its state (``--resume`` continues after the
     #: last task); a learner whose state the safe checkpoint loader cannot admit restarts.
     checkpointable: ClassVar[bool] = True
+    #: Its predictions never change with learning (``zeroshot``): the evaluator tests
+    #: each test set once and reuses the outputs at every later step.
+    static: ClassVar[bool] = False
 
     def setup(self, ctx: RunContext) -> None:
         """Receive the run's shared resources (backbone, feature cache, device)."""

@@ -344,6 +344,32 @@ def test_every_learner_runs_the_whole_stream(method, archive, tmp_path):
     np.testing.assert_array_equal(evaluation.scores, again.scores)  # same seed, same matrix
 
 
+def test_zeroshot_is_tested_once_per_task_and_reused(archive, tmp_path, monkeypatch):
+    """A static learner's answers cannot change: each test set is scored once (before
+    learning), and every later step reuses them, on_tested included."""
+    from clbench.methods.lm_baselines import ZeroShot
+
+    calls, tested = [], []
+    predict, on_tested = ZeroShot.predict, ZeroShot.on_tested
+    monkeypatch.setattr(
+        ZeroShot,
+        "predict",
+        lambda self, inputs, task_id=None: calls.append(1) or predict(self, inputs),
+    )
+    monkeypatch.setattr(
+        ZeroShot,
+        "on_tested",
+        lambda self, step, index, samples, outputs: (
+            tested.append((step, index)) or on_tested(self, step, index, samples, outputs)
+        ),
+    )
+    _, _, evaluation = run_stream(archive, "zeroshot", tmp_path)
+    assert len(calls) == 3  # two stream tasks and one held-out task, once each
+    assert len(tested) == 3 + 2 * 3  # before learning, then every task after each step
+    assert (evaluation.scores == evaluation.initial[:2]).all()
+    assert (evaluation.heldout == evaluation.initial[2:]).all()
+
+
 def test_olora_adds_one_frozen_adapter_per_task(archive, tmp_path):
     _, learner, evaluation = run_stream(archive, "olora", tmp_path)
     assert learner.adapters == ["task0", "task1"]
