@@ -53,7 +53,7 @@ def pilot_pipeline(image_size: int) -> dict:
 #: clbench method -> PILOT config file.
 PILOT_CONFIGS = {
     "simplecil": "exps/simplecil.json",
-    "aper": "exps/aper_adapter.json",
+    "aper": "exps/aper_adapter.json",  # --ref-config exps/aper_finetune.json for peft=full
     "ranpac": "exps/ranpac.json",
 }
 
@@ -125,7 +125,7 @@ def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> d
         "--feature-dim",
         str(backbone["feature_dim"]),
         "--config",
-        PILOT_CONFIGS[a.method],
+        a.ref_config or PILOT_CONFIGS[a.method],
         "--init-cls",
         str(a.init_cls),
         "--increment",
@@ -181,17 +181,20 @@ def run_clbench(a: argparse.Namespace, data: Path, shuffle: bool = True):
 
 @contextlib.contextmanager
 def timed_fit(method: str):
-    """Time every ``clbench.training.fit`` call of the method's module, per optimiser step."""
+    """Time every ``clbench.training.fit`` call of the method (its module and the shared
+    first-session adaptation), per optimiser step."""
     import importlib
 
     from clbench.registry import create_method
 
-    module = importlib.import_module(type(create_method(method)).__module__)
+    names = {type(create_method(method)).__module__, "clbench.methods.adaptation"}
+    modules = [importlib.import_module(n) for n in sorted(names)]
+    modules = [m for m in modules if hasattr(m, "fit")]
     phases: list[dict] = []
-    own = getattr(module, "fit", None)
-    if own is None:
+    if not modules:
         yield phases
         return
+    own = modules[0].fit
 
     def fit(params, batches, step, config, *args, **kwargs):
         steps = [0]
@@ -213,11 +216,13 @@ def timed_fit(method: str):
         )
         return log
 
-    module.fit = fit
+    for module in modules:
+        module.fit = fit
     try:
         yield phases
     finally:
-        module.fit = own
+        for module in modules:
+            module.fit = own
 
 
 def compare(a: argparse.Namespace) -> dict:
@@ -256,6 +261,7 @@ def compare(a: argparse.Namespace) -> dict:
             "wall_seconds": ref["wall_seconds"],
             "cpu_seconds": ref["cpu_seconds"],
             "ridges": ref.get("ridges", []),
+            "train_phases": ref.get("train_phases", []),
         },
         "clbench": {
             **ours,
@@ -286,6 +292,12 @@ def print_report(r: dict) -> None:
     if ref.get("ridges") or ours.get("ridge_selection"):
         chosen = [s["ridge"] for s in ours.get("ridge_selection", [])]
         print(f"lambda per task: PILOT {ref.get('ridges')}  clbench {chosen}")
+    for side, phases in (("PILOT", ref.get("train_phases")), ("clbench", ours.get("train_phases"))):
+        for ph in phases or []:
+            print(
+                f"{side} training: {ph['steps']} steps of batch {ph['batch_size']}, "
+                f"{ph['seconds_per_step']:.3f} s/step"
+            )
     print(
         f"CPU seconds: PILOT {ref['cpu_seconds']:.0f} (wall {ref['wall_seconds']:.0f}), "
         f"clbench {ours['cpu_seconds']:.0f} (wall {ours['wall_seconds']:.0f})"
@@ -460,6 +472,9 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=Path("/work/refs/fidelity"))
     p.add_argument("--tag", default="", help="suffix of the result files' names")
+    p.add_argument(
+        "--ref-config", default="", help="the reference's config file (default: per --method)"
+    )
     p.add_argument("--ref-set", action="append", default=[], help="reference config KEY=VALUE")
     p.add_argument("--clbench-set", action="append", default=[], help="clbench method KEY=VALUE")
     a = p.parse_args()
