@@ -150,6 +150,8 @@ def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> d
 
 
 def run_clbench(a: argparse.Namespace, data: Path, shuffle: bool = True):
+    """clbench's folder scenario on ``data`` with the reference's test pipeline pinned (and,
+    with ``--train-crop-scale``, its training crops' smallest area fraction)."""
     import torch
 
     from clbench.options import parse_sets
@@ -169,6 +171,7 @@ def run_clbench(a: argparse.Namespace, data: Path, shuffle: bool = True):
             "seed": 1993,
             "shuffle": shuffle,
             **pilot_pipeline(a.image_size),
+            **({"train_crop_scale": a.train_crop_scale} if a.train_crop_scale else {}),
         },
         device="cpu",
     )
@@ -245,11 +248,16 @@ def compare(a: argparse.Namespace) -> dict:
         a.backbone, a.work / "backbones" / f"{a.backbone}-{a.image_size}.pt", a.image_size
     )
     tag = f"{a.method}-{a.backbone}-{a.image_size}px-{data.name}-b{a.init_cls}inc{a.increment}-s{a.seed}"
+    if a.no_shuffle:
+        # PILOT's one seed draws the class order too: unshuffled, the seed changes only the
+        # training randomness and both sides keep the folder order (00, 01, ...).
+        tag += "-unshuffled"
+        a.ref_set = [*a.ref_set, "shuffle=false"]
     if a.tag:
         tag += f"-{a.tag}"
     ref = run_pilot(a, data, backbone, a.work / "results" / f"pilot-{tag}.json")
     ref_m = pilot_metrics(ref["tasks"])
-    result, wall, cpu = run_clbench(a, data)
+    result, wall, cpu = run_clbench(a, data, shuffle=not a.no_shuffle)
     ours = clbench_metrics(result)
     report = {
         "tag": tag,
@@ -274,7 +282,9 @@ def compare(a: argparse.Namespace) -> dict:
         "clbench_preprocessing": result.config["backbone"]["preprocessing"],
         "clbench_class_order": result.class_order,
     }
-    (a.work / "results" / f"compare-{tag}.json").write_text(json.dumps(report, indent=1))
+    if a.train_crop_scale:  # a clbench-side change: the reference's files keep their name
+        report["tag"] = f"{tag}-clbench-crop{a.train_crop_scale:g}"
+    (a.work / "results" / f"compare-{report['tag']}.json").write_text(json.dumps(report, indent=1))
     print_report(report)
     return report
 
@@ -467,11 +477,22 @@ def main() -> int:
     p.add_argument("--increment", type=int, default=9)
     p.add_argument("--seed", type=int, default=1993)
     p.add_argument(
+        "--no-shuffle",
+        action="store_true",
+        help="pilot: keep the folder's class order on both sides (then --seed varies training only)",
+    )
+    p.add_argument(
         "--image-size", type=int, default=224, help="PILOT fixes 224; smaller keeps its rule"
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=Path("/work/refs/fidelity"))
     p.add_argument("--tag", default="", help="suffix of the result files' names")
+    p.add_argument(
+        "--train-crop-scale",
+        type=float,
+        default=None,
+        help="clbench: smallest training-crop area fraction (PILOT's and SEMA-CL's: 0.05)",
+    )
     p.add_argument(
         "--ref-config", default="", help="the reference's config file (default: per --method)"
     )
