@@ -178,6 +178,7 @@ def preprocessing_overrides(spec: RunSpec, protocol: dict[str, Any]) -> dict[str
         "normalization": spec.normalization,
         "resize": spec.resize_mode,
         "interpolation": spec.interpolation,
+        "train_crop_scale": None,  # a scenario option only (the folder scenario pins it)
     }
     return {k: v if v is not None else from_protocol.get(k) for k, v in asked.items()}
 

@@ -2,7 +2,8 @@
 
 ``adapt_first_session`` copies the run's backbone, lets ``prepare`` attach a
 parameter-efficient module (or leave the whole body trainable), trains it with
-a temporary linear head on the first task through the shared loop, then
+a temporary head (``linear``, or PILOT's scaled ``cosine``) on the first task
+through the shared loop, then
 freezes it. The adapted network gets its own feature-cache id (the frozen
 backbone's id plus a digest of the adapted weights), and its features are
 kept in memory only: no later run can reuse them.
@@ -20,6 +21,7 @@ from torch import nn
 from clbench.backbones import Backbone
 from clbench.context import RunContext
 from clbench.data import Inputs, Samples
+from clbench.methods.heads import make_head
 from clbench.methods.peft import batchnorms, count_parameters, freeze
 from clbench.scenario import TrainTask
 from clbench.training import TrainConfig, TrainLog, classification_step, fit, image_batches
@@ -56,6 +58,7 @@ def adapt_first_session(
     cfg: TrainConfig,
     tag: str,
     freeze_batchnorm: bool = True,
+    head: str = "linear",
 ) -> Adapted:
     """Adapt a copy of ``ctx.backbone`` on ``task`` and freeze it.
 
@@ -63,21 +66,22 @@ def adapt_first_session(
     trainable; it freezes what must not train and attaches PEFT modules. With
     ``freeze_batchnorm`` the BatchNorm statistics of a partly frozen body stay put
     (they belong to the pretrained network, not to the few first-task images).
+    ``head`` is the temporary classifier's kind (``clbench.methods.heads.make_head``).
     """
     backbone = ctx.new_backbone()
     prepare(backbone.model)
     if ctx.device.type == "cuda":
         backbone = backbone.to(memory_format=torch.channels_last)
-    head = nn.Linear(backbone.feature_dim, task.seen_classes).to(ctx.device)
+    classifier = make_head(head, backbone.feature_dim, task.seen_classes).to(ctx.device)
     trained = count_parameters(backbone)
     fully_trainable = trained == count_parameters(backbone, trainable_only=False)
     keep_eval = batchnorms(backbone) if freeze_batchnorm and not fully_trainable else []
     batches = image_batches(
         task.train, backbone.transform(train=True), cfg.batch_size, seed=ctx.seed + task.index
     )
-    model = nn.Sequential(backbone, head)
+    model = nn.Sequential(backbone, classifier)
     log = fit(
-        list(backbone.parameters()) + list(head.parameters()),
+        list(backbone.parameters()) + list(classifier.parameters()),
         batches,
         classification_step(model, ctx.device),
         cfg,

@@ -5,7 +5,11 @@ Task 0: a copy of the PTM is adapted with a parameter-efficient module
 (``full``), with a temporary linear head, then frozen. Every task (task 0
 included, after adaptation): each class's prototype is the mean of the
 concatenation [frozen PTM feature, adapted feature] of its training images
-(test-time transform); scores are cosine similarities. The frozen half comes
+(test-time transform); scores are cosine similarities. The temporary head of
+the adaptation is a Linear (``adapt_head=linear``) or, as PILOT's
+``aper_*`` learners train it (their ``SimpleVitNet`` fc is a ``CosineLinear``),
+a learned-scale cosine classifier (``adapt_head=cosine``); see
+reports/fidelity.md. The frozen half comes
 from the persistent feature cache, the adapted half from the in-run cache.
 
 Training defaults (``--set train.KEY=...``): SGD (momentum 0.9), lr 0.01 (0.001
@@ -26,6 +30,7 @@ from clbench.data import Inputs, Samples
 from clbench.errors import ConfigError
 from clbench.methods.adaptation import Adapted, adapt_first_session
 from clbench.methods.base import PrototypeLearner
+from clbench.methods.heads import HEAD_KINDS
 from clbench.methods.peft import attach_adapters, attach_ssf, attach_vpt, freeze
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
@@ -47,15 +52,21 @@ class APER(PrototypeLearner):
         bottleneck: int = 16,
         adapter_scale: float = 0.1,
         num_prompts: int = 5,
+        adapt_head: str = "linear",
         train: TrainConfig | dict | None = None,
     ) -> None:
         super().__init__()
         if peft not in PEFT_CHOICES:
             raise ConfigError(f"unknown peft {peft!r}", f"use one of {', '.join(PEFT_CHOICES)}")
+        if adapt_head not in HEAD_KINDS:
+            raise ConfigError(
+                f"unknown adapt_head {adapt_head!r}", f"use one of {', '.join(HEAD_KINDS)}"
+            )
         self.peft = peft
         self.bottleneck = bottleneck
         self.adapter_scale = adapter_scale
         self.num_prompts = num_prompts
+        self.adapt_head = adapt_head
         self.train = resolve_train(self.default_train(), train)
         self.adapted: Adapted | None = None
 
@@ -85,7 +96,12 @@ class APER(PrototypeLearner):
     def learn(self, task: TrainTask) -> None:
         if self.adapted is None:
             self.adapted = adapt_first_session(
-                self.ctx, task, self.prepare, self.train, tag=f"aper-{self.peft}"
+                self.ctx,
+                task,
+                self.prepare,
+                self.train,
+                tag=f"aper-{self.peft}",
+                head=self.adapt_head,
             )
         super().learn(task)
 

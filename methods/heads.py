@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+HEAD_KINDS = ("linear", "cosine")
 
 
 def grow_linear(head: nn.Linear | None, in_features: int, out_features: int) -> nn.Linear:
@@ -18,3 +23,29 @@ def grow_linear(head: nn.Linear | None, in_features: int, out_features: int) -> 
             grown.weight[: head.out_features] = head.weight
             grown.bias[: head.out_features] = head.bias
     return grown
+
+
+class CosineHead(nn.Module):
+    """Scaled cosine classifier: ``scale * cos(x, w_c)`` for every class row ``w_c``.
+
+    ``scale`` is learned and starts at 1; rows start uniform in +-1/sqrt(in_features).
+    It is the head LAMDA-PILOT's APER and RanPAC learners (and the RanPAC authors'
+    code) train the first session with (their ``CosineLinear``); clbench's
+    default there is a plain ``nn.Linear``.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+
+
+def make_head(kind: str, in_features: int, out_features: int) -> nn.Module:
+    """A fresh ``linear`` or ``cosine`` classifier head (``kind`` validated by the caller)."""
+    if kind == "cosine":
+        return CosineHead(in_features, out_features)
+    return nn.Linear(in_features, out_features)

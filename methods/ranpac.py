@@ -5,7 +5,14 @@ adapter, ``first_session``) are projected by a fixed Gaussian matrix W (D x M,
 M = 10,000) and passed through ReLU: h = relu(f W). The class sums Q = sum h y^T
 and the Gram matrix G = sum h h^T are accumulated exactly (float64, through
 ``clbench.kernels.class_stats(..., outer=True)``) task after task; no feature is
-stored. The head is the ridge solution W_o = (G + lambda I)^-1 Q, scores h W_o.
+stored. The head is the ridge solution W_o = (G + lambda I)^-1 Q.
+
+Scores (``head_scoring``): ``product`` (default) is h W_o^T, the paper's rule and
+the authors' code (RanPAC/RanPAC ``inc_net.py:39``, ``CosineLinear.forward`` with
+``use_RP`` set: a plain linear map of relu(f W)). ``cosine`` L2-normalises h and
+each class row of W_o first, as LAMDA-PILOT's port does (its ridge head sits in
+a ``CosineLinear``, ``backbone/linears.py:58``); kept for parity with PILOT,
+see reports/fidelity.md.
 
 lambda is chosen from ``ridges`` on a held-out part of the *training* data: a
 fraction ``holdout`` of the current task's samples is left out, the head is
@@ -35,6 +42,7 @@ from clbench.scenario import TrainTask
 from clbench.training import TrainConfig, resolve_train
 
 FIRST_SESSION = ("adapter", "frozen")
+HEAD_SCORING = ("product", "cosine")
 RIDGES = tuple(10.0**k for k in range(-8, 9))
 
 
@@ -53,6 +61,19 @@ def ridge_solve(stats: ClassStats, ridge: float) -> torch.Tensor:
             "use larger ridges (--set ridges=[1.0,10.0,100.0])",
         )
     return torch.cholesky_solve(stats.sums.T, factor).T
+
+
+def score_head(h: torch.Tensor, head: torch.Tensor, rule: str) -> torch.Tensor:
+    """Class scores of random features ``h`` (n, M) under a (C, M) ridge ``head``.
+
+    ``product``: h W_o^T. ``cosine``: both h and each class row of W_o are
+    L2-normalised first, so a class's score no longer grows with its row's norm
+    (that changes the argmax whenever class rows differ in norm).
+    """
+    if rule == "cosine":
+        h = torch.nn.functional.normalize(h, dim=1)
+        head = torch.nn.functional.normalize(head, dim=1)
+    return h @ head.T
 
 
 def select_ridge(
@@ -87,11 +108,17 @@ class RanPAC(FeatureLearner):
         holdout: float = 0.2,
         bottleneck: int = 64,
         adapter_scale: float = 0.1,
+        head_scoring: str = "product",
         train: TrainConfig | dict | None = None,
     ) -> None:
         if first_session not in FIRST_SESSION:
             raise ConfigError(
                 f"unknown first_session {first_session!r}", f"use one of {', '.join(FIRST_SESSION)}"
+            )
+        if head_scoring not in HEAD_SCORING:
+            raise ConfigError(
+                f"unknown head_scoring {head_scoring!r}",
+                f"use one of {', '.join(HEAD_SCORING)} (--set head_scoring=product)",
             )
         if projection_dim <= 0 or not 0.0 < holdout < 1.0 or not ridges or min(ridges) <= 0:
             raise ConfigError(
@@ -105,6 +132,7 @@ class RanPAC(FeatureLearner):
         self.train = resolve_train(self.default_train(), train)
         self.bottleneck = bottleneck
         self.adapter_scale = adapter_scale
+        self.head_scoring = head_scoring
         self.adapted: Adapted | None = None
         self.projection: torch.Tensor | None = None
         self.stats: ClassStats | None = None
@@ -161,7 +189,8 @@ class RanPAC(FeatureLearner):
 
     def score(self, features: torch.Tensor) -> torch.Tensor:
         assert self.head is not None, "predict() called before learn()"
-        return random_features(features, self.projection).float() @ self.head.T
+        h = random_features(features, self.projection).float()
+        return score_head(h, self.head, self.head_scoring)
 
     def trainable_parameters(self) -> int:
         adapted = 0 if self.adapted is None else self.adapted.trained_parameters

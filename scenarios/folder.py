@@ -102,13 +102,15 @@ def folder_cil(
     normalization: str | None = None,
     resize_mode: str | None = None,
     interpolation: str | None = None,
+    train_crop_scale: float | None = None,
 ) -> Scenario:
     """Your own ImageFolder data (--set scenario.root=PATH), class-incremental B/Inc, seed-1993 order.
 
     ``image_size``, ``crop_pct``, ``normalization``, ``resize_mode`` and
     ``interpolation`` pin the backbone's test-time pipeline for this data, e.g.
     to feed images exactly as a reference implementation does (PILOT: resize
-    256, centre-crop 224, bicubic, ``normalization=none``).
+    256, centre-crop 224, bicubic, ``normalization=none``); ``train_crop_scale``
+    the smallest area fraction of the training crops (PILOT: 0.05).
     """
     if not root:
         raise DataMissingError(
@@ -124,6 +126,7 @@ def folder_cil(
         "normalization": normalization,
         "resize": resize_mode,
         "interpolation": interpolation,
+        "train_crop_scale": train_crop_scale,
     }
     pinned = {k: v for k, v in pinned.items() if v is not None}
     if pinned:

@@ -113,3 +113,46 @@ def test_sema_rows_pair_each_score_with_its_decision():
         ("clbench", 1, 9): False,
     }
     assert [r["z"] for r in rows if r["side"] == "clbench"] == [0.9, 1.1, 0.8]
+
+
+def test_pilot_step_timing_counts_steps_and_leaves_out_test_passes():
+    import time
+
+    import pilot_run
+
+    class Learner:  # the shape of a PILOT learner's first-session training
+        _cur_task = 0
+
+        def _compute_accuracy(self, model, loader):
+            time.sleep(0.05)
+            return 0.0
+
+        def _init_train(self, train_loader, test_loader, optimizer, scheduler):
+            for _ in range(2):
+                for _ in train_loader:
+                    optimizer.step()
+                self._compute_accuracy(None, test_loader)
+
+    pilot_run.TRAIN_PHASES.clear()
+    pilot_run.time_init_train(Learner)
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    loader = torch.utils.data.DataLoader(list(range(6)), batch_size=2)
+    Learner()._init_train(loader, None, optimizer, None)
+    (phase,) = pilot_run.TRAIN_PHASES
+    assert phase["steps"] == 6 and phase["batch_size"] == 2
+    assert phase["test_pass_seconds"] >= 0.1
+    assert phase["seconds_per_step"] < 0.05  # the two 0.05 s test passes are not in it
+    assert "step" not in vars(optimizer)  # the optimiser is left as it was
+
+
+def test_timed_fit_covers_the_shared_first_session_adaptation():
+    import importlib
+
+    from harness import timed_fit
+
+    adaptation = importlib.import_module("clbench.methods.adaptation")
+    own = adaptation.fit
+    with timed_fit("aper") as phases:
+        assert adaptation.fit is not own
+    assert adaptation.fit is own and phases == []

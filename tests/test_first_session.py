@@ -110,6 +110,38 @@ def test_aper_is_deterministic_and_rejects_vit_modules_on_a_cnn():
         APER(peft="prefix")
 
 
+def test_cosine_head_is_a_scaled_cosine_and_learns_its_scale():
+    from clbench.methods.heads import CosineHead, make_head
+
+    torch.manual_seed(0)
+    head = CosineHead(5, 3)
+    x = torch.randn(4, 5)
+    with torch.no_grad():
+        head.scale.fill_(2.5)
+    expected = 2.5 * torch.nn.functional.cosine_similarity(
+        x[:, None, :], head.weight[None, :, :], dim=2
+    )
+    assert torch.allclose(head(x), expected, atol=1e-6)
+    assert torch.allclose(head(3 * x), head(x), atol=1e-6)  # blind to the feature's norm
+    head(x).logsumexp(1).sum().backward()
+    assert head.scale.grad is not None and float(head.scale.grad.abs()) > 0
+    assert isinstance(make_head("linear", 5, 3), torch.nn.Linear)
+    assert isinstance(make_head("cosine", 5, 3), CosineHead)
+
+
+def test_aper_adapt_head_changes_the_adaptation_only():
+    linear = APER(peft="full", train={"epochs": 1, "lr": 0.05})
+    cosine = APER(peft="full", adapt_head="cosine", train={"epochs": 1, "lr": 0.05})
+    assert APER().hyperparameters()["adapt_head"] == "linear"
+    assert cosine.hyperparameters()["adapt_head"] == "cosine"
+    first, second = run(linear), run(cosine)
+    assert first.scores.shape == second.scores.shape
+    adapted = [m.adapted.backbone.state_dict() for m in (linear, cosine)]
+    assert any(not torch.equal(adapted[0][k], adapted[1][k]) for k in adapted[0])
+    with pytest.raises(ConfigError, match="adapt_head"):
+        APER(adapt_head="arcface")
+
+
 @pytest.mark.parametrize("adapt", ["full", "film"])
 def test_fsa_keeps_statistics_not_features(adapt):
     learner = FSA(adapt=adapt, train={"epochs": 2})

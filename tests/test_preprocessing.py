@@ -86,6 +86,8 @@ def test_explicit_mean_std():
         ({"resize": "fit"}, "unknown resize mode"),
         ({"interpolation": "lanczos9"}, "unknown interpolation"),
         ({"image_size": 0}, "positive integer"),
+        ({"train_crop_scale": 0}, "training crop scale must be in (0, 1]"),
+        ({"train_crop_scale": 1.2}, "training crop scale must be in (0, 1]"),
         ({"image_size": 1.5}, "must be an integer"),
         ({"gamma": 2}, "unknown preprocessing option"),
     ],
@@ -112,6 +114,23 @@ def test_eval_transform_crops_and_normalises_as_configured():
     assert not torch.allclose(cropped, x)
 
 
+def test_train_crop_scale_sets_the_augmentation_and_not_the_cache_key():
+    from torchvision import transforms as T
+
+    base = Preprocessing(32, 0.875)
+    wide = base.override(train_crop_scale=0.05)
+    (crop,) = [
+        t for t in wide.transform(train=True).transforms if isinstance(t, T.RandomResizedCrop)
+    ]
+    assert crop.scale == (0.05, 1.0)
+    (default,) = [
+        t for t in base.transform(train=True).transforms if isinstance(t, T.RandomResizedCrop)
+    ]
+    assert default.scale == (0.6, 1.0)
+    assert wide.overrides == ("train_crop_scale",) and wide.to_dict()["train_crop_scale"] == 0.05
+    assert wide.transform_id == base.transform_id  # test-time pixels, hence cached features, same
+
+
 def test_run_records_preprocessing_and_folder_protocol_pins_it(tmp_path):
     root = write_image_folder(tmp_path / "data", {f"c{i}": 3 for i in range(4)}, size=24)
     spec = RunSpec(
@@ -123,13 +142,15 @@ def test_run_records_preprocessing_and_folder_protocol_pins_it(tmp_path):
             "image_size": 32,
             "normalization": "none",
             "crop_pct": 0.5,
+            "train_crop_scale": 0.05,
         },
         device="cpu",
     )
     result = run(spec)
     pre = result.config["backbone"]["preprocessing"]
     assert pre["normalization"] == "none" and pre["crop_pct"] == 0.5 and pre["resize_size"] == 64
-    assert pre["overrides"] == ["image_size", "crop_pct", "normalization"]
+    assert pre["train_crop_scale"] == 0.05
+    assert pre["overrides"] == ["image_size", "crop_pct", "normalization", "train_crop_scale"]
     assert "crop0.5" in result.config["backbone"]["cache_id"]
     # The run's own option wins over the scenario's.
     spec.crop_pct = 0.875
@@ -143,6 +164,8 @@ def test_folder_scenario_rejects_a_bad_pipeline_at_once(tmp_path):
     root = write_image_folder(tmp_path / "data", {"a": 2, "b": 2})
     with pytest.raises(ConfigError, match="unknown resize mode"):
         create_scenario("folder", root=str(root), increment=1, resize_mode="stretch")
+    with pytest.raises(ConfigError, match="training crop scale"):
+        create_scenario("folder", root=str(root), increment=1, train_crop_scale=0.0)
 
 
 def test_gate_ignores_runs_with_other_or_unrecorded_preprocessing():

@@ -18,7 +18,13 @@ from clbench.methods.peft.prompts import (
     PromptPool,
     orthogonality_penalty,
 )
-from clbench.methods.ranpac import RanPAC, random_features, ridge_solve, select_ridge
+from clbench.methods.ranpac import (
+    RanPAC,
+    random_features,
+    ridge_solve,
+    score_head,
+    select_ridge,
+)
 from clbench.methods.slca import SLCA
 from clbench.training import make_optimizer
 from tests.synthetic_vit import synthetic_task, tiny_context
@@ -67,6 +73,39 @@ def test_ranpac_rejects_bad_options():
         RanPAC(holdout=1.5)
     with pytest.raises(ConfigError):
         RanPAC(first_session="lora")
+    with pytest.raises(ConfigError, match="head_scoring"):
+        RanPAC(head_scoring="l2")
+
+
+def test_ranpac_head_scoring_rules():
+    # Class 1's row is long: the plain product picks it, the cosine rule the aligned class 0.
+    head = torch.tensor([[1.0, 0.0], [3.0, 3.0]])
+    h = torch.tensor([[1.0, 0.2]])
+    product = score_head(h, head, "product")
+    cosine = score_head(h, head, "cosine")
+    assert torch.allclose(product, h @ head.T)
+    expected = F.normalize(h, dim=1) @ F.normalize(head, dim=1).T
+    assert torch.allclose(cosine, expected)
+    assert int(product.argmax()) == 1 and int(cosine.argmax()) == 0
+
+
+def test_ranpac_head_scoring_is_used_and_recorded():
+    torch.manual_seed(3)
+    f, y = torch.randn(40, 8), torch.randint(0, 4, (40,))
+    learners = {}
+    for rule in ("product", "cosine"):
+        learner = RanPAC(first_session="frozen", projection_dim=32, head_scoring=rule)
+        learner.ctx = tiny_context()
+        learner.absorb(f, y, 4)
+        learners[rule] = learner
+        assert learner.hyperparameters()["head_scoring"] == rule
+    assert RanPAC().hyperparameters()["head_scoring"] == "product"  # the authors' rule
+    product, cosine = learners["product"], learners["cosine"]
+    assert torch.equal(product.head, cosine.head)  # the rule changes scoring only
+    h = random_features(f, product.projection).float()
+    assert torch.allclose(product.score(f), h @ product.head.T)
+    assert torch.allclose(cosine.score(f), score_head(h, cosine.head, "cosine"))
+    assert not torch.allclose(product.score(f), cosine.score(f))
 
 
 # -- EASE -------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def pilot_pipeline(image_size: int) -> dict:
 #: clbench method -> PILOT config file.
 PILOT_CONFIGS = {
     "simplecil": "exps/simplecil.json",
-    "aper": "exps/aper_adapter.json",
+    "aper": "exps/aper_adapter.json",  # --ref-config exps/aper_finetune.json for peft=full
     "ranpac": "exps/ranpac.json",
 }
 
@@ -125,7 +125,7 @@ def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> d
         "--feature-dim",
         str(backbone["feature_dim"]),
         "--config",
-        PILOT_CONFIGS[a.method],
+        a.ref_config or PILOT_CONFIGS[a.method],
         "--init-cls",
         str(a.init_cls),
         "--increment",
@@ -150,6 +150,8 @@ def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> d
 
 
 def run_clbench(a: argparse.Namespace, data: Path, shuffle: bool = True):
+    """clbench's folder scenario on ``data`` with the reference's test pipeline pinned (and,
+    with ``--train-crop-scale``, its training crops' smallest area fraction)."""
     import torch
 
     from clbench.options import parse_sets
@@ -169,6 +171,7 @@ def run_clbench(a: argparse.Namespace, data: Path, shuffle: bool = True):
             "seed": 1993,
             "shuffle": shuffle,
             **pilot_pipeline(a.image_size),
+            **({"train_crop_scale": a.train_crop_scale} if a.train_crop_scale else {}),
         },
         device="cpu",
     )
@@ -181,17 +184,20 @@ def run_clbench(a: argparse.Namespace, data: Path, shuffle: bool = True):
 
 @contextlib.contextmanager
 def timed_fit(method: str):
-    """Time every ``clbench.training.fit`` call of the method's module, per optimiser step."""
+    """Time every ``clbench.training.fit`` call of the method (its module and the shared
+    first-session adaptation), per optimiser step."""
     import importlib
 
     from clbench.registry import create_method
 
-    module = importlib.import_module(type(create_method(method)).__module__)
+    names = {type(create_method(method)).__module__, "clbench.methods.adaptation"}
+    modules = [importlib.import_module(n) for n in sorted(names)]
+    modules = [m for m in modules if hasattr(m, "fit")]
     phases: list[dict] = []
-    own = getattr(module, "fit", None)
-    if own is None:
+    if not modules:
         yield phases
         return
+    own = modules[0].fit
 
     def fit(params, batches, step, config, *args, **kwargs):
         steps = [0]
@@ -213,11 +219,13 @@ def timed_fit(method: str):
         )
         return log
 
-    module.fit = fit
+    for module in modules:
+        module.fit = fit
     try:
         yield phases
     finally:
-        module.fit = own
+        for module in modules:
+            module.fit = own
 
 
 def compare(a: argparse.Namespace) -> dict:
@@ -240,11 +248,16 @@ def compare(a: argparse.Namespace) -> dict:
         a.backbone, a.work / "backbones" / f"{a.backbone}-{a.image_size}.pt", a.image_size
     )
     tag = f"{a.method}-{a.backbone}-{a.image_size}px-{data.name}-b{a.init_cls}inc{a.increment}-s{a.seed}"
+    if a.no_shuffle:
+        # PILOT's one seed draws the class order too: unshuffled, the seed changes only the
+        # training randomness and both sides keep the folder order (00, 01, ...).
+        tag += "-unshuffled"
+        a.ref_set = [*a.ref_set, "shuffle=false"]
     if a.tag:
         tag += f"-{a.tag}"
     ref = run_pilot(a, data, backbone, a.work / "results" / f"pilot-{tag}.json")
     ref_m = pilot_metrics(ref["tasks"])
-    result, wall, cpu = run_clbench(a, data)
+    result, wall, cpu = run_clbench(a, data, shuffle=not a.no_shuffle)
     ours = clbench_metrics(result)
     report = {
         "tag": tag,
@@ -256,6 +269,7 @@ def compare(a: argparse.Namespace) -> dict:
             "wall_seconds": ref["wall_seconds"],
             "cpu_seconds": ref["cpu_seconds"],
             "ridges": ref.get("ridges", []),
+            "train_phases": ref.get("train_phases", []),
         },
         "clbench": {
             **ours,
@@ -268,7 +282,9 @@ def compare(a: argparse.Namespace) -> dict:
         "clbench_preprocessing": result.config["backbone"]["preprocessing"],
         "clbench_class_order": result.class_order,
     }
-    (a.work / "results" / f"compare-{tag}.json").write_text(json.dumps(report, indent=1))
+    if a.train_crop_scale:  # a clbench-side change: the reference's files keep their name
+        report["tag"] = f"{tag}-clbench-crop{a.train_crop_scale:g}"
+    (a.work / "results" / f"compare-{report['tag']}.json").write_text(json.dumps(report, indent=1))
     print_report(report)
     return report
 
@@ -286,6 +302,12 @@ def print_report(r: dict) -> None:
     if ref.get("ridges") or ours.get("ridge_selection"):
         chosen = [s["ridge"] for s in ours.get("ridge_selection", [])]
         print(f"lambda per task: PILOT {ref.get('ridges')}  clbench {chosen}")
+    for side, phases in (("PILOT", ref.get("train_phases")), ("clbench", ours.get("train_phases"))):
+        for ph in phases or []:
+            print(
+                f"{side} training: {ph['steps']} steps of batch {ph['batch_size']}, "
+                f"{ph['seconds_per_step']:.3f} s/step"
+            )
     print(
         f"CPU seconds: PILOT {ref['cpu_seconds']:.0f} (wall {ref['wall_seconds']:.0f}), "
         f"clbench {ours['cpu_seconds']:.0f} (wall {ours['wall_seconds']:.0f})"
@@ -455,11 +477,25 @@ def main() -> int:
     p.add_argument("--increment", type=int, default=9)
     p.add_argument("--seed", type=int, default=1993)
     p.add_argument(
+        "--no-shuffle",
+        action="store_true",
+        help="pilot: keep the folder's class order on both sides (then --seed varies training only)",
+    )
+    p.add_argument(
         "--image-size", type=int, default=224, help="PILOT fixes 224; smaller keeps its rule"
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=Path("/work/refs/fidelity"))
     p.add_argument("--tag", default="", help="suffix of the result files' names")
+    p.add_argument(
+        "--train-crop-scale",
+        type=float,
+        default=None,
+        help="clbench: smallest training-crop area fraction (PILOT's and SEMA-CL's: 0.05)",
+    )
+    p.add_argument(
+        "--ref-config", default="", help="the reference's config file (default: per --method)"
+    )
     p.add_argument("--ref-set", action="append", default=[], help="reference config KEY=VALUE")
     p.add_argument("--clbench-set", action="append", default=[], help="clbench method KEY=VALUE")
     a = p.parse_args()

@@ -181,6 +181,8 @@ def main() -> int:
         )
 
     learner_module.Learner.incremental_train = incremental_train
+    if not a.vit_state and hasattr(learner_module.Learner, "_init_train"):
+        time_init_train(learner_module.Learner)
     if a.projection_seed is not None:
         share_projection(learner_module.Learner, a.projection_seed)
     assert factory.get_model  # PILOT's own factory picks the (wrapped) Learner
@@ -209,6 +211,7 @@ def main() -> int:
         "reference": a.pilot.name,
         "sema": SEMA_LOG,
         "ridges": RIDGES,
+        "train_phases": TRAIN_PHASES,
         "config": {k: v for k, v in args.items() if k != "device"},
         "tasks": records,
         "wall_seconds": time.perf_counter() - began,
@@ -220,6 +223,59 @@ def main() -> int:
 
 SEMA_LOG: dict = {"z": [], "added": [], "train_phases": []}
 RIDGES: list[float] = []
+TRAIN_PHASES: list[dict] = []
+
+
+def time_init_train(learner) -> None:
+    """Seconds per optimiser step of a PILOT ``_init_train(loader, test_loader, opt, sched)``.
+
+    Steps are counted on the optimiser it is given; the time of the test passes it
+    runs between epochs (``_compute_accuracy``) is left out, so what remains is
+    loading, augmenting and the forward/backward/step of the training batches.
+    """
+    import torch
+
+    own_init_train, own_accuracy = learner._init_train, learner._compute_accuracy
+    state = {"eval": 0.0}
+
+    def compute_accuracy(self, model, loader):
+        began = time.perf_counter()
+        out = own_accuracy(self, model, loader)
+        state["eval"] += time.perf_counter() - began
+        return out
+
+    def init_train(self, train_loader, test_loader, optimizer, scheduler, *args, **kwargs):
+        assert isinstance(optimizer, torch.optim.Optimizer), type(optimizer)
+        steps, own_step, had_own = [0], optimizer.step, "step" in vars(optimizer)
+
+        def step(*s_args, **s_kwargs):
+            steps[0] += 1
+            return own_step(*s_args, **s_kwargs)
+
+        optimizer.step = step
+        state["eval"], began = 0.0, time.perf_counter()
+        try:
+            return own_init_train(
+                self, train_loader, test_loader, optimizer, scheduler, *args, **kwargs
+            )
+        finally:
+            if had_own:
+                optimizer.step = own_step
+            else:
+                del optimizer.step  # back to the class's method
+            seconds = time.perf_counter() - began - state["eval"]
+            TRAIN_PHASES.append(
+                {
+                    "task": self._cur_task,
+                    "steps": steps[0],
+                    "batch_size": train_loader.batch_size,
+                    "seconds_per_step": seconds / max(steps[0], 1),
+                    "test_pass_seconds": state["eval"],
+                }
+            )
+
+    learner._init_train = init_train
+    learner._compute_accuracy = compute_accuracy
 
 
 def share_projection(learner, seed: int) -> None:

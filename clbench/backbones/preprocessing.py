@@ -34,7 +34,14 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 RESIZE_MODES = ("shorter", "squash")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 #: The override names a run accepts (CLI option ``--crop-pct`` is ``crop_pct``, ...).
-OVERRIDES = ("image_size", "crop_pct", "normalization", "resize", "interpolation")
+OVERRIDES = (
+    "image_size",
+    "crop_pct",
+    "normalization",
+    "resize",
+    "interpolation",
+    "train_crop_scale",
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,9 @@ class Preprocessing:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     resize: str = "shorter"
+    #: Training augmentation: RandomResizedCrop's smallest area fraction (largest 1).
+    #: clbench's light 0.6; PILOT's and SEMA-CL's reference pipelines use 0.05.
+    train_crop_scale: float = 0.6
     source: str = ""
     overrides: tuple[str, ...] = field(default=())
 
@@ -94,6 +104,7 @@ class Preprocessing:
             "crop_pct": self.crop_pct,
             "resize": self.resize,
             "interpolation": self.interpolation,
+            "train_crop_scale": self.train_crop_scale,
             "normalization": self.normalization,
             "mean": list(self.mean),
             "std": list(self.std),
@@ -127,6 +138,8 @@ class Preprocessing:
                     value = _integer(value, "image size")
                 elif name == "crop_pct":
                     value = _number(value, "crop fraction")
+                elif name == "train_crop_scale":
+                    value = _number(value, "training crop scale")
                 if value == getattr(self, name):
                     continue  # asking for what the weights already use changes nothing
                 fields[name] = value
@@ -146,7 +159,9 @@ class Preprocessing:
         if train:
             augment = T.Compose(
                 [
-                    T.RandomResizedCrop(size, scale=(0.6, 1.0), interpolation=mode),
+                    T.RandomResizedCrop(
+                        size, scale=(self.train_crop_scale, 1.0), interpolation=mode
+                    ),
                     T.RandomHorizontalFlip(),
                     *normalize,
                 ]
@@ -187,6 +202,11 @@ def validate(pre: Preprocessing) -> None:
         raise ConfigError(
             f"crop fraction must be in (0, 1], not {pre.crop_pct!r}",
             "use e.g. --crop-pct 0.875 (resize to size/0.875, centre-crop size) or 1.0 (no crop)",
+        )
+    if not 0.0 < pre.train_crop_scale <= 1.0:
+        raise ConfigError(
+            f"training crop scale must be in (0, 1], not {pre.train_crop_scale!r}",
+            "use e.g. train_crop_scale=0.6 (random crops of 60-100% of the image area)",
         )
     if pre.resize not in RESIZE_MODES:
         raise ConfigError(
