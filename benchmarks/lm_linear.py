@@ -14,12 +14,10 @@ wall and CPU seconds, the ratio, and the largest difference in choice scores.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from choice_scoring import timed  # the sibling script: wall and CPU seconds of one call
 from torch import nn
-
-from clbench.evaluator import cpu_seconds
 
 
 def set_linear_class(model: nn.Module, cls: type) -> None:
@@ -28,12 +26,6 @@ def set_linear_class(model: nn.Module, cls: type) -> None:
     for module in model.modules():
         if type(module) in (nn.Linear, CalibratedLinear):
             module.__class__ = cls
-
-
-def timed(fn):
-    wall, cpu = time.perf_counter(), cpu_seconds()
-    out = fn()
-    return out, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
 def train_steps(lm, pairs, steps: int, batch_size: int) -> float:
