@@ -42,9 +42,10 @@ def git_commit(path: Path | None = None) -> str | None:
         return None
 
 
-def versions() -> dict[str, str | None]:
+def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed version of each package (None where it is not installed)."""
     out: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in packages:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

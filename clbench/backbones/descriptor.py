@@ -38,7 +38,6 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from clbench.backbones import Backbone, build_backbone, parse_backbone_spec
 from clbench.backbones.preprocessing import Preprocessing
 from clbench.errors import ClbenchError
 from clbench.learner import rng_untouched
+from clbench.manifest import versions
 from clbench.registry import BACKBONES
 
 #: Version of the stored record: a file of another format is never read.
@@ -154,13 +154,7 @@ def code_digest(factory_file: str | None) -> str:
 
 
 def library_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return versions(LIBRARIES)
 
 
 def factory_of(name: str) -> Callable[..., Any] | None:
