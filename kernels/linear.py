@@ -23,7 +23,10 @@ from clbench.kernels.products import matmul_nt
 class _CalibratedLinearFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
-        ctx.save_for_backward(x, weight)
+        # The input is kept only to form the weight's gradient: under LoRA the base weights
+        # are frozen, and keeping every layer's input would hold a second copy of the
+        # activations (the MLP's down projection input is the widest tensor of a block).
+        ctx.save_for_backward(x if weight.requires_grad else None, weight)
         ctx.has_bias = bias is not None
         flat = x.reshape(-1, x.shape[-1])
         return matmul_nt(flat, weight, bias, numpy=False).reshape(*x.shape[:-1], weight.shape[0])
@@ -34,7 +37,7 @@ class _CalibratedLinearFn(torch.autograd.Function):
         flat = grad.reshape(-1, grad.shape[-1])
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.mm(flat, weight).reshape(x.shape)
+            grad_x = torch.mm(flat, weight).reshape(*grad.shape[:-1], weight.shape[1])
         if ctx.needs_input_grad[1]:
             grad_w = torch.mm(flat.T, x.reshape(-1, x.shape[-1]))
         if ctx.has_bias and ctx.needs_input_grad[2]:

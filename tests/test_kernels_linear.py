@@ -47,8 +47,11 @@ def test_frozen_weights_get_no_gradient_and_torch_forced_is_bit_identical(monkey
     x = torch.randn(5, 48, requires_grad=True)
     out = fast(x)
     assert torch.equal(out, plain(x))
+    # a frozen layer does not keep its input alive for the backward (LoRA's memory)
+    assert out.grad_fn.saved_tensors[0] is None
     out.sum().backward()
     assert fast.weight.grad is None and x.grad is not None
+    torch.testing.assert_close(x.grad, fast.weight.sum(0).expand(5, 48))
 
 
 def test_other_dtypes_and_autocast_take_torchs_own_forward(monkeypatch):
