@@ -31,7 +31,7 @@ def set_linear_class(model: nn.Module, cls: type) -> None:
 def train_steps(lm, pairs, steps: int, batch_size: int) -> float:
     from peft import LoraConfig, get_peft_model
 
-    from clbench.methods.lm_common import lm_batches
+    from clbench.methods.lm_common import answer_loss, lm_batches
 
     model = get_peft_model(
         lm.fresh_copy().model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"])
@@ -41,8 +41,7 @@ def train_steps(lm, pairs, steps: int, batch_size: int) -> float:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     loss = None
     for step in range(steps):
-        ids, mask, labels = batches[step % len(batches)]
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = answer_loss(model, *batches[step % len(batches)])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

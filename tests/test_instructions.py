@@ -54,14 +54,8 @@ def archive(tmp_path):
 def stream(archive, **options):
     from clbench.scenarios.instructions import bigbench_instruct
 
-    return bigbench_instruct(
-        tasks="evens,plus_one",
-        heldout="held",
-        train_per_task=6,
-        test_per_task=4,
-        archive=str(archive),
-        **options,
-    )
+    sizes = {"train_per_task": 6, "test_per_task": 4, **options}
+    return bigbench_instruct(tasks="evens,plus_one", heldout="held", archive=str(archive), **sizes)
 
 
 # -- scorers on hand cases -------------------------------------------------------------------
@@ -136,6 +130,43 @@ def test_lora_leaves_outputs_unchanged_at_initialisation():
     )
     assert sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n) > 0
     torch.testing.assert_close(peft_model(input_ids=ids).logits, before)
+
+
+def test_answer_loss_equals_the_full_vocabulary_loss_on_right_padded_rows(monkeypatch):
+    """The answer-positions-only loss of left-padded batches is the model's own loss."""
+    from clbench.methods import lm_common
+
+    lm = tiny_lm(max_length=40)
+    pairs = [
+        ("Q: Is the sky blue? A: ", "yes"),
+        ("Count the apples: one", " two three four"),
+        ("x" * 90, "bb"),  # cut from the left to fit 40 tokens
+        ("Q: fire?", "no way"),
+    ]
+    ((ids, mask, positions, labels),) = list(lm_common.lm_batches(lm, pairs, 4, seed=0))
+    assert (mask[:, -1] == 1).all() and (labels[:, -1] == lm.tokenizer.eos_token_id).all()
+    # the same rows right-padded, the way the model's own labels= loss expects them
+    order = torch.argsort(1 - mask, dim=1, stable=True)
+    right = [t.gather(1, order) for t in (ids, mask, labels)]
+    want = lm.model(input_ids=right[0], attention_mask=right[1], labels=right[2]).loss
+    got = lm_common.answer_loss(lm.model, ids, mask, positions, labels)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # and without logits_to_keep (models that do not take it) the number is the same
+    monkeypatch.setattr(lm_common, "takes_logits_to_keep", lambda model: False)
+    torch.testing.assert_close(lm_common.answer_loss(lm.model, ids, mask, positions, labels), got)
+    # only the answer positions were projected: a model that keeps everything would differ
+    kept = []
+    original = lm.model.forward
+
+    def spy(*args, **kwargs):
+        kept.append(kwargs.get("logits_to_keep"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lm_common, "takes_logits_to_keep", lambda model: True)
+    monkeypatch.setattr(lm.model, "forward", spy)
+    lm_common.answer_loss(lm.model, ids, mask, positions, labels)
+    longest_answer = int((labels != lm_common.IGNORE).sum(1).max())
+    assert kept == [longest_answer + 1]
 
 
 def test_an_unreadable_gguf_gets_one_message(tmp_path):
@@ -227,6 +258,39 @@ def test_the_stream_has_a_fixed_disjoint_split_and_heldout_tasks(archive):
     assert scenario.split_hash == stream(archive).split_hash
     mc = scenario.tasks[0].test
     assert all(mc.choices[i][mc.labels[i]] == mc.answers[i][0] for i in range(len(mc)))
+
+
+def test_a_validation_run_trains_on_the_same_examples_and_never_reads_the_test_set(
+    archive, tmp_path
+):
+    from clbench.scenarios.instructions import trace
+    from clbench.scenarios.readers.instruction_benchmarks import TRACE_TASKS
+
+    test_run, val_run = stream(archive), stream(archive, evaluate_on="validation")
+    assert val_run.protocol["evaluate_on"] == "validation"
+    assert test_run.protocol["evaluate_on"] == "test"
+    pairs = zip(
+        [*test_run.tasks, *test_run.heldout], [*val_run.tasks, *val_run.heldout], strict=True
+    )
+    for t, v in pairs:
+        assert list(v.train.keys) == list(t.train.keys)
+        assert len(v.test) == 4 and v.test.source.endswith("/validation")
+        assert not set(v.test.keys) & (set(t.test.keys) | set(t.train.keys))
+    assert val_run.split_hash != test_run.split_hash
+    # 6 + 10 do not fit a training pool of 15: refused, with the fix
+    with pytest.raises(ConfigError, match="exceed its training pool of 15"):
+        stream(archive, evaluate_on="validation", test_per_task=10)
+    with pytest.raises(ConfigError, match="is not one of test, validation"):
+        stream(archive, evaluate_on="dev")
+    # sources with their own train/test files carve validation from their train file
+    write_trace(tmp_path, TRACE_TASKS, n=6)
+    with using_data_root(tmp_path):
+        own_test = trace(train_per_task=3, test_per_task=2)
+        own_val = trace(train_per_task=3, test_per_task=2, evaluate_on="validation")
+    for t, v in zip(own_test.tasks, own_val.tasks, strict=True):
+        assert list(v.train.keys) == list(t.train.keys)
+        assert not set(v.test.keys) & set(t.train.keys)
+        assert set(v.test.keys) != set(t.test.keys)
 
 
 def test_a_task_both_trained_and_held_out_is_refused(archive):

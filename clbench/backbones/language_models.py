@@ -81,6 +81,15 @@ class Truncation:
     tokens_dropped: int = 0
 
 
+def takes_logits_to_keep(model: nn.Module) -> bool:
+    """Whether the model's forward takes ``logits_to_keep``: the vocabulary projection of
+    only the last positions, where the rest is most of the work for a large vocabulary
+    (Gemma 3: 262k x 640 per token). The prompt pass of choice scoring keeps 1, the
+    training loss the answer positions."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 class CausalLM(nn.Module):
     """A causal LM with its tokenizer, as a backbone.
 
@@ -203,7 +212,7 @@ class CausalLM(nn.Module):
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
-            **self._last_logits_only(),
+            **({"logits_to_keep": 1} if takes_logits_to_keep(self.model) else {}),
         )
         last_logp = first.logits[:, -1].float().log_softmax(-1)  # predicts each choice's 1st token
         repeats = torch.tensor([len(a) for a in answers], device=device)
@@ -233,14 +242,6 @@ class CausalLM(nn.Module):
         rest = logp[:, :-1].gather(2, cids[:, 1:, None]).squeeze(2) * cmask[:, 1:]
         totals = first_tok + rest.sum(1)
         return list(totals.cpu().split(repeats.tolist()))
-
-    def _last_logits_only(self) -> dict[str, int]:
-        """``logits_to_keep=1`` where the model takes it: the prompt pass needs only its last
-        position's logits, and the vocabulary projection of every other position is most
-        of the work for a large vocabulary (Gemma 3: 262k x 640 per token)."""
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        takes = "logits_to_keep" in inspect.signature(base.forward).parameters
-        return {"logits_to_keep": 1} if takes else {}
 
     @torch.no_grad()
     def choice_logprobs_per_choice(
