@@ -14,6 +14,10 @@ the examples once; the first ``TEST_POOL`` of it are the test pool, the rest
 the training pool, and ``test_per_task`` / ``train_per_task`` take prefixes of
 each pool. So a smaller run tests on a subset of a larger run's test set and
 never on its training data. Sources with their own train/test files keep them.
+
+``evaluate_on="validation"`` tests on the last ``test_per_task`` examples of the
+training pool instead (disjoint from the ``train_per_task`` trained on, which stay
+the same examples): for choosing hyper-parameters without reading the test set.
 """
 
 from __future__ import annotations
@@ -46,18 +50,43 @@ TEST_POOL = 100
 DEFAULT_LM = "smollm2-135m"
 
 
+EVALUATE_ON = ("test", "validation")
+
+
+def carve_validation(
+    pool: np.ndarray, train_size: int, size: int, name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, training pool left): the validation part is the pool's tail, so the
+    training prefix is the one a test run trains on."""
+    if train_size + size > len(pool):
+        raise ConfigError(
+            f"task {name!r}: {train_size} training + {size} validation examples exceed its "
+            f"training pool of {len(pool)}",
+            "lower scenario.train_per_task or scenario.test_per_task",
+        )
+    return pool[len(pool) - size :], pool[: len(pool) - size]
+
+
 def split_examples(
-    examples: list[TextExample], seed: int, train_size: int, test_size: int, name: str
+    examples: list[TextExample],
+    seed: int,
+    train_size: int,
+    test_size: int,
+    name: str,
+    evaluate_on: str = "test",
 ) -> tuple[list[TextExample], list[TextExample]]:
-    """The fixed split of the module docstring: (train, test) prefixes of the two pools."""
-    if test_size > TEST_POOL:
+    """The fixed split of the module docstring: (train, test or validation) prefixes."""
+    if evaluate_on == "test" and test_size > TEST_POOL:
         raise ConfigError(
             f"test_per_task={test_size} exceeds the fixed test pool of {TEST_POOL} examples",
             f"use test_per_task <= {TEST_POOL}",
         )
     order = np.random.RandomState(seed).permutation(len(examples))
     pool = min(TEST_POOL, len(examples) // 2)
-    test, train = order[:pool][:test_size], order[pool:][:train_size]
+    test, train = order[:pool], order[pool:]
+    if evaluate_on == "validation":
+        test, train = carve_validation(train, train_size, test_size, name)
+    test, train = test[:test_size], train[:train_size]
     if len(train) == 0 or len(test) == 0:
         raise ConfigError(
             f"task {name!r} has {len(examples)} examples: too few for a train and a test part",
@@ -87,7 +116,13 @@ def build_stream(
     train_per_task: int,
     test_per_task: int,
     protocol: dict,
+    evaluate_on: str = "test",
 ) -> Scenario:
+    if evaluate_on not in EVALUATE_ON:
+        raise ConfigError(
+            f"evaluate_on={evaluate_on!r} is not one of {', '.join(EVALUATE_ON)}",
+            "use scenario.evaluate_on=test (the reported split) or validation (for tuning)",
+        )
     if not tasks:
         raise ConfigError(f"scenario {name!r} has no tasks", "name at least one task")
     if train_per_task < 1 or test_per_task < 1:
@@ -99,11 +134,17 @@ def build_stream(
     def make(index: int, task: TextTask) -> Task:
         if task.train is not None:  # the source's own split: take prefixes in a seeded order
             rng = np.random.RandomState(seed)
-            train = [task.train[i] for i in rng.permutation(len(task.train))[:train_per_task]]
-            test = [task.examples[i] for i in rng.permutation(len(task.examples))[:test_per_task]]
+            pool = rng.permutation(len(task.train))
+            if evaluate_on == "validation":
+                held, pool = carve_validation(pool, train_per_task, test_per_task, task.name)
+                test = [task.train[i] for i in held]
+            else:
+                test = [task.examples[i] for i in rng.permutation(len(task.examples))]
+            train = [task.train[i] for i in pool[:train_per_task]]
+            test = test[:test_per_task]
         else:
             train, test = split_examples(
-                task.examples, seed, train_per_task, test_per_task, task.name
+                task.examples, seed, train_per_task, test_per_task, task.name, evaluate_on
             )
         empty = np.zeros(0, dtype=np.int64)
         return Task(
@@ -111,7 +152,7 @@ def build_stream(
             empty,
             0,
             to_samples(task, train, "train"),
-            to_samples(task, test, "test"),
+            to_samples(task, test, evaluate_on),
             name=task.name,
             scorer=task.scorer,
         )
@@ -133,6 +174,7 @@ def build_stream(
             "train_per_task": train_per_task,
             "test_per_task": test_per_task,
             "split": f"seeded permutation; first {TEST_POOL} test pool, rest train pool",
+            "evaluate_on": evaluate_on,
         },
         evaluate_unseen=True,  # every task after every step: FWT needs acc[i-1, i]
         default_backbone=DEFAULT_LM,
@@ -154,6 +196,7 @@ def bigbench_instruct(
     test_per_task: int = 32,
     seed: int = 1993,
     archive: str | None = None,
+    evaluate_on: str = "test",
 ) -> Scenario:
     """Offline instruction stream: BIG-bench JSON tasks in a fixed order, plus held-out tasks.
 
@@ -177,20 +220,34 @@ def bigbench_instruct(
         train_per_task,
         test_per_task,
         {"dataset": "bigbench-1.0.0", "choice_order": "BIG-bench's: sorted, RandomState(42)"},
+        evaluate_on,
     )
 
 
 @register_scenario("trace")
-def trace(train_per_task: int = 500, test_per_task: int = 100, seed: int = 1993) -> Scenario:
+def trace(
+    train_per_task: int = 500, test_per_task: int = 100, seed: int = 1993, evaluate_on: str = "test"
+) -> Scenario:
     """TRACE's 8 tasks in its order (C-STANCE ... 20Minuten), read from <data root>/TRACE."""
     return build_stream(
-        "trace", read_trace(), [], seed, train_per_task, test_per_task, {"dataset": "trace"}
+        "trace",
+        read_trace(),
+        [],
+        seed,
+        train_per_task,
+        test_per_task,
+        {"dataset": "trace"},
+        evaluate_on,
     )
 
 
 @register_scenario("olora-benchmark")
 def olora_benchmark(
-    order: str = "order1", train_per_task: int = 1000, test_per_task: int = 500, seed: int = 1993
+    order: str = "order1",
+    train_per_task: int = 1000,
+    test_per_task: int = 500,
+    seed: int = 1993,
+    evaluate_on: str = "test",
 ) -> Scenario:
     """The O-LoRA / ProgPrompt benchmark (orders 1-3: 4 tasks, 4-6: 15 tasks), generated labels."""
     return build_stream(
@@ -201,12 +258,17 @@ def olora_benchmark(
         train_per_task,
         test_per_task,
         {"dataset": "olora-benchmark", "order": order},
+        evaluate_on,
     )
 
 
 @register_scenario("superni")
 def superni(
-    tasks: str = "", train_per_task: int = 100, test_per_task: int = 100, seed: int = 1993
+    tasks: str = "",
+    train_per_task: int = 100,
+    test_per_task: int = 100,
+    seed: int = 1993,
+    evaluate_on: str = "test",
 ) -> Scenario:
     """SuperNI task files as CITB streams them (a comma list or a CITB order file), ROUGE-L."""
     return build_stream(
@@ -217,4 +279,5 @@ def superni(
         train_per_task,
         test_per_task,
         {"dataset": "superni"},
+        evaluate_on,
     )
