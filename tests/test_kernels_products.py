@@ -73,6 +73,31 @@ def test_shape_classes_bucket_rows_and_columns():
     assert products.shape_class(4096, 1000) == "r3c0"
 
 
+def test_calibration_charges_a_library_for_the_slowdown_it_leaves(monkeypatch):
+    """A library whose product is faster but slows the next torch op (OpenBLAS's spinning
+    threads) loses the calibration when the two together are slower."""
+    import time
+
+    state = {"spinning": False}
+
+    def product(library, a, b, bias):
+        state["spinning"] = library == "numpy"
+        time.sleep(0.002 if library == "numpy" else 0.004)
+
+    def next_op():
+        time.sleep(0.008 if state["spinning"] else 0.0)
+
+    monkeypatch.setattr(products, "available_libraries", lambda: ("torch", "numpy"))
+    monkeypatch.setattr(products, "_product", product)
+    monkeypatch.setattr(products, "_SAMPLE_ROWS", {0: 1})  # one row class: fast
+    monkeypatch.setattr(products, "_next_op", lambda: None)
+    assert {e["library"] for e in products.calibrate().values()} == {"numpy"}  # product alone
+    monkeypatch.setattr(products, "_next_op", next_op)  # the op after it, as calibrated
+    table = products.calibrate()
+    assert {e["library"] for e in table.values()} == {"torch"}
+    assert all(e["seconds"]["numpy"] > e["seconds"]["torch"] for e in table.values())
+
+
 def test_calibration_is_measured_once_stored_and_reused(monkeypatch, tmp_path):
     monkeypatch.setenv("CLBENCH_CACHE", str(tmp_path))
     monkeypatch.delenv("CLBENCH_MATMUL", raising=False)
