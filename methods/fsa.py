@@ -2,7 +2,10 @@
 
 Session 0: a copy of the PTM body is adapted with a temporary linear head,
 either entirely (``adapt=full``, "FSA") or through FiLM layers only
-(``adapt=film``, "FSA-FiLM", best in few-shot), then frozen. Every session: the
+(``adapt=film``, "FSA-FiLM", best in few-shot), then frozen. FiLM sits where the
+reference puts it on a CNN (``film_placement=depthwise``: after the stem, each
+block's depthwise-convolution and the head BatchNorms; ``all`` modulates every
+BatchNorm); on a ViT after every LayerNorm. Every session: the
 LDA head of ``clbench.methods.lda`` is updated exactly from running statistics
 (count, sum, sum of outer products); no feature is stored.
 
@@ -27,6 +30,7 @@ from clbench.errors import ConfigError
 from clbench.methods.adaptation import Adapted, adapt_first_session
 from clbench.methods.lda import LDALearner
 from clbench.methods.peft import attach_film, freeze
+from clbench.methods.peft.film import PLACEMENTS
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
 from clbench.training import TrainConfig, resolve_train
@@ -51,12 +55,19 @@ class FSA(LDALearner):
         covariance: str = "total",
         ridge: float = 1.0,
         shrinkage: float = 0.0,
+        film_placement: str = "depthwise",
         train: TrainConfig | dict | None = None,
     ) -> None:
         super().__init__(covariance, ridge, shrinkage)
         if adapt not in ADAPT_CHOICES:
             raise ConfigError(f"unknown adapt {adapt!r}", f"use one of {', '.join(ADAPT_CHOICES)}")
+        if film_placement not in PLACEMENTS:
+            raise ConfigError(
+                f"unknown film_placement {film_placement!r}",
+                f"use one of {', '.join(PLACEMENTS)} (depthwise: the reference's)",
+            )
         self.adapt = adapt
+        self.film_placement = film_placement
         resolved = resolve_train(self.default_train(), train)
         if train is None or (isinstance(train, dict) and "milestones" not in train):
             # The reference's milestones follow the epochs (1/4, 1/2, 3/4 of them).
@@ -80,7 +91,7 @@ class FSA(LDALearner):
     def prepare(self, model: nn.Module) -> None:
         if self.adapt == "film":
             freeze(model)
-            attach_film(model)
+            attach_film(model, where=self.film_placement)
 
     def learn(self, task: TrainTask) -> None:
         if self.adapted is None:
