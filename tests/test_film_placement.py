@@ -81,3 +81,22 @@ def test_vit_layernorms_are_all_modulated_either_way():
         for w in ("all", "depthwise")
     ]
     assert counts[0] == counts[1] > 0
+
+
+def test_fsa_adapts_through_the_references_head_dropout(monkeypatch):
+    """aresPanos/fsa feeds its temporary head ``Dropout(0.5)(features)`` (cil_trainer.py:30, 199)."""
+    import clbench.methods.adaptation as adaptation
+
+    seen = []
+    own = adaptation.fit
+
+    def recorded(params, batches, step, cfg, device, *args, modules=(), **kwargs):
+        seen.append([m for model in modules for m in model.modules() if isinstance(m, nn.Dropout)])
+        return own(params, batches, step, cfg, device, *args, modules=modules, **kwargs)
+
+    monkeypatch.setattr(adaptation, "fit", recorded)
+    run(FSA(adapt="film", train={"epochs": 1}), tiny_cnn_backbone())
+    run(FSA(adapt="film", head_dropout=0.0, train={"epochs": 1}), tiny_cnn_backbone())
+    assert [[d.p for d in found] for found in seen] == [[0.5], []]
+    with pytest.raises(ConfigError, match="head_dropout"):
+        FSA(head_dropout=1.0)

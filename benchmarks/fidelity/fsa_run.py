@@ -313,6 +313,8 @@ def run_reference(a: argparse.Namespace, data: Path, seed: int, epochs: int) -> 
     args.device = torch.device("cpu")
     log = Log()
     trainer = ref.cil.CIL_Trainer(args, log)
+    if a.ref_dropout is not None:  # an ablation of the reference, not its configuration
+        trainer.drop_out = torch.nn.Dropout(p=a.ref_dropout)
     if a.mode != "film":
         trainer.film_params = (
             None  # read by test_acc, set only with --use_film (cil_trainer.py:267)
@@ -377,6 +379,10 @@ def run_clbench(a: argparse.Namespace, data: Path, seed: int, epochs: int) -> di
         "train": {"epochs": epochs, "batch_size": a.batch_size, "milestones": [50, 100, 150],
                   "weight_decay": 0.0, "lr": 5e-3},
     }  # fmt: skip
+    from clbench.options import parse_sets
+
+    for key, value in parse_sets(a.clbench_set)[0].items():
+        options[key] = {**options.get(key, {}), **value} if isinstance(value, dict) else value
     spec = RunSpec(
         scenario="folder",
         method=method,
@@ -452,6 +458,15 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1993, 1994, 1995])
     p.add_argument("--side", choices=["both", "reference", "clbench"], default="both")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--ref-dropout",
+        type=float,
+        default=None,
+        help="ablation: the reference's dropout before its temporary head (its code: 0.5)",
+    )
+    p.add_argument(
+        "--clbench-set", action="append", default=[], help="clbench method KEY=VALUE (ablations)"
+    )
     p.add_argument("--work", type=Path, default=Path("/work/refs/fidelity-authors"))
     a = p.parse_args()
     if not (a.ref / "src" / "methods" / "cil_trainer.py").is_file():
@@ -478,6 +493,10 @@ def main() -> int:
     tag = (
         f"fsa-{a.mode}-lite0-{a.image_size}px-first{a.classes}-b{a.base_class}inc{a.way}-e{epochs}"
     )
+    if a.ref_dropout is not None:
+        tag += f"-refdrop{a.ref_dropout:g}"
+    if a.clbench_set:
+        tag += "-" + "-".join(s.replace("=", "") for s in a.clbench_set)
     report: dict = {"tag": tag}
     for side, runner in (("reference", run_reference), ("clbench", run_clbench)):
         if a.side not in ("both", side):
