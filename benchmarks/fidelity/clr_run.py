@@ -152,6 +152,7 @@ def run_reference(a: argparse.Namespace, data: Path, tasks: list[list[str]], see
     lamda, gamma, step_size = 1e-5, 0.1, a.epochs // 3  # main.py: lamda, gamma, epochs // 3
     train_tf, test_tf = template.transform(train=True), template.transform(train=False)
     models, tests, steps, seconds, params, logs = [], [], 0, 0.0, [], []
+    step_cpu = 0.0
     began, cpu = time.perf_counter(), cpu_seconds()
     for t, classes in enumerate(tasks):
         train_set = TaskImages(data, "train", classes, t, train_tf)
@@ -164,11 +165,12 @@ def run_reference(a: argparse.Namespace, data: Path, tasks: list[list[str]], see
         for epoch in range(1, a.epochs + 1):
             model.train()
             lr = optimizer.param_groups[0]["lr"]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             loss, acc = ref_utils.train(
                 device, loader, model, optimizer, scheduler=scheduler, reg="l2", lamda=lamda
             )
             seconds += time.perf_counter() - start
+            step_cpu += time.process_time() - start_cpu
             steps += len(loader)
             logs.append({"task": t, "epoch": epoch, "lr": lr, "loss": loss, "train_acc": acc})
         model.eval()
@@ -184,6 +186,7 @@ def run_reference(a: argparse.Namespace, data: Path, tasks: list[list[str]], see
         "matrix": matrix,
         "parameters_per_task": params,
         "seconds_per_step": seconds / steps,
+        "cpu_seconds_per_step": step_cpu / steps,
         "steps": steps,
         "train_log": logs,
         "wall_seconds": time.perf_counter() - began,
@@ -192,6 +195,7 @@ def run_reference(a: argparse.Namespace, data: Path, tasks: list[list[str]], see
 
 
 def run_clbench(a: argparse.Namespace, data: Path, tasks: list[list[str]], seed: int) -> dict:
+    from cpu_timing import fit_cpu_seconds
     from harness import timed_fit
 
     from clbench.options import parse_sets
@@ -216,7 +220,7 @@ def run_clbench(a: argparse.Namespace, data: Path, tasks: list[list[str]], seed:
         device="cpu",
     )
     began, cpu = time.perf_counter(), cpu_seconds()
-    with timed_fit("clr") as phases:
+    with timed_fit("clr") as phases, fit_cpu_seconds("clr") as fit_cpu:
         result = run(spec)
     counts = np.array(result.test_counts, float)
     matrix = [
@@ -233,6 +237,7 @@ def run_clbench(a: argparse.Namespace, data: Path, tasks: list[list[str]], seed:
         ],
         "train_log": [r["train_log"] for r in result.extra["parameters_per_task"]],
         "seconds_per_step": sum(p["seconds_per_step"] * p["steps"] for p in phases) / steps,
+        "cpu_seconds_per_step": sum(fit_cpu) / steps,
         "steps": steps,
         "wall_seconds": time.perf_counter() - began,
         "cpu_seconds": cpu_seconds() - cpu,
@@ -294,6 +299,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1993, 1994, 1995])
     p.add_argument("--side", choices=["both", "reference", "clbench"], default="both")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tag", default="", help="suffix of the result files (a fresh run)")
     p.add_argument("--work", type=Path, default=Path("/work/refs/fidelity-authors"))
     a = p.parse_args()
     if not (a.ref / "network" / "ReGhos_Block.py").is_file():
@@ -317,6 +323,8 @@ def main() -> int:
     tag = (
         f"clr-lite0-{a.image_size}px-first{a.classes}-inc{a.increment}-e{a.epochs}-b{a.batch_size}"
     )
+    if a.tag:
+        tag += f"-{a.tag}"
     report: dict = {"tag": tag, "tasks": tasks, "resnet18": resnet18_counts(a)}
     for side, runner in (("reference", run_reference), ("clbench", run_clbench)):
         if a.side not in ("both", side):

@@ -319,13 +319,14 @@ def run_reference(a: argparse.Namespace, data: Path, seed: int, epochs: int) -> 
         trainer.film_params = (
             None  # read by test_acc, set only with --use_film (cil_trainer.py:267)
         )
-    steps, seconds = [0], [0.0]
+    steps, seconds, step_cpu = [0], [0.0], [0.0]
     own_base_train = trainer.base_train
 
     def base_train(loader, optimizer):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         out = own_base_train(loader, optimizer)
         seconds[0] += time.perf_counter() - began
+        step_cpu[0] += time.process_time() - began_cpu
         steps[0] += len(loader)
         return out
 
@@ -359,6 +360,7 @@ def run_reference(a: argparse.Namespace, data: Path, seed: int, epochs: int) -> 
         "sessions": as_run,
         "sessions_body_eval": list(records),
         "seconds_per_step": seconds[0] / max(steps[0], 1),
+        "cpu_seconds_per_step": step_cpu[0] / max(steps[0], 1),
         "steps": steps[0],
         "wall_seconds": wall,
         "cpu_seconds": cpu,
@@ -367,6 +369,7 @@ def run_reference(a: argparse.Namespace, data: Path, seed: int, epochs: int) -> 
 
 
 def run_clbench(a: argparse.Namespace, data: Path, seed: int, epochs: int) -> dict:
+    from cpu_timing import fit_cpu_seconds
     from harness import timed_fit
 
     from clbench.runner import RunSpec, run
@@ -399,7 +402,7 @@ def run_clbench(a: argparse.Namespace, data: Path, seed: int, epochs: int) -> di
         device="cpu",
     )
     began, cpu = time.perf_counter(), cpu_seconds()
-    with timed_fit(method) as phases:
+    with timed_fit(method) as phases, fit_cpu_seconds(method) as fit_cpu:
         result = run(spec)
     counts = np.array(result.test_counts, float)
     curve = [
@@ -416,6 +419,7 @@ def run_clbench(a: argparse.Namespace, data: Path, seed: int, epochs: int) -> di
         "seconds_per_step": (
             sum(p["seconds_per_step"] * p["steps"] for p in phases) / steps if steps else None
         ),
+        "cpu_seconds_per_step": sum(fit_cpu) / steps if steps else None,
         "steps": steps,
         "wall_seconds": time.perf_counter() - began,
         "cpu_seconds": cpu_seconds() - cpu,
@@ -458,6 +462,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1993, 1994, 1995])
     p.add_argument("--side", choices=["both", "reference", "clbench"], default="both")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tag", default="", help="suffix of the result files (a fresh run)")
     p.add_argument(
         "--ref-dropout",
         type=float,
@@ -495,6 +500,8 @@ def main() -> int:
     )
     if a.ref_dropout is not None:
         tag += f"-refdrop{a.ref_dropout:g}"
+    if a.tag:
+        tag += f"-{a.tag}"
     if a.clbench_set:
         tag += "-" + "-".join(s.replace("=", "") for s in a.clbench_set)
     report: dict = {"tag": tag}
