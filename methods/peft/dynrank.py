@@ -300,10 +300,11 @@ class GateThreshold:
     As in the reference, the threshold walks ``linspace(0, max_kappa, levels)``
     one level every ``(total - dense) // levels`` steps once the dense phase is
     over, so it reaches ``max_kappa`` by the end of the task; the threshold is
-    applied after every step past the dense phase, by ``rule`` (``GATE_RULES``). One difference: with fewer
-    steps after the dense phase than levels, the reference's interval is 0 and
-    its threshold never leaves 0 (nothing is pruned); here the levels are then
-    as many as those steps, so a short task still ramps to ``max_kappa``.
+    applied after every step past the dense phase, by ``rule`` (``GATE_RULES``).
+    One difference: with fewer steps after the dense phase than levels, the
+    reference's interval is 0 and its threshold never leaves 0 (nothing is
+    pruned); here the levels are then as many as those steps, so a short task
+    still ramps to ``max_kappa``.
     """
 
     def __init__(
