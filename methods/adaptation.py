@@ -59,6 +59,7 @@ def adapt_first_session(
     tag: str,
     freeze_batchnorm: bool = True,
     head: str = "linear",
+    head_dropout: float = 0.0,
 ) -> Adapted:
     """Adapt a copy of ``ctx.backbone`` on ``task`` and freeze it.
 
@@ -66,7 +67,8 @@ def adapt_first_session(
     trainable; it freezes what must not train and attaches PEFT modules. With
     ``freeze_batchnorm`` the BatchNorm statistics of a partly frozen body stay put
     (they belong to the pretrained network, not to the few first-task images).
-    ``head`` is the temporary classifier's kind (``clbench.methods.heads.make_head``).
+    ``head`` is the temporary classifier's kind (``clbench.methods.heads.make_head``);
+    ``head_dropout`` > 0 drops features before it while training (FSA's code: 0.5).
     """
     backbone = ctx.new_backbone()
     prepare(backbone.model)
@@ -79,7 +81,8 @@ def adapt_first_session(
     batches = image_batches(
         task.train, backbone.transform(train=True), cfg.batch_size, seed=ctx.seed + task.index
     )
-    model = nn.Sequential(backbone, classifier)
+    dropout = [nn.Dropout(head_dropout)] if head_dropout > 0 else []
+    model = nn.Sequential(backbone, *dropout, classifier)
     log = fit(
         list(backbone.parameters()) + list(classifier.parameters()),
         batches,

@@ -13,9 +13,10 @@ Adam lr 1e-3, batch 32, cross-entropy plus ``l2`` (1e-5) times the sum over the
 trainable tensors of each tensor's Euclidean norm (the reference adds the norm
 itself, not its square, so it is a loss term here rather than Adam's weight
 decay), BatchNorm in train mode. Its schedule is StepLR(step 20, gamma 0.1)
-over 60 epochs, i.e. the rate drops tenfold after each third of the epochs;
-clbench keeps that shape for any ``train.epochs``: milestones every
-``round(epochs / 3)`` epochs (none for 1 or 2 epochs). The default is 3
+over 60 epochs, written as ``step_size = epochs // 3``; clbench applies the
+same rule to any ``train.epochs``: a tenfold drop every ``epochs // 3``
+epochs (so 5 epochs drop four times, as the reference's StepLR does; none
+for 1 or 2 epochs, where the reference's step size would be 0). The default is 3
 epochs, which a shared 2-core CPU affords; the reference's 60 are
 ``--set train.epochs=60``. The reference selects the best epoch on its test
 split; clbench does not.
@@ -65,10 +66,15 @@ from clbench.training import (
 EXCLUDED = -1e9
 
 
-def step_milestones(epochs: int, fraction: float = 1 / 3) -> tuple[int, ...]:
-    """The reference's StepLR(20 of 60 epochs) scaled: a drop after every ``fraction`` of the epochs."""
-    step = max(1, round(epochs * fraction))
-    return tuple(range(step, epochs, step))
+def step_milestones(epochs: int) -> tuple[int, ...]:
+    """The reference's ``StepLR(epochs // 3, 0.1)`` as milestones: a drop every ``epochs // 3`` epochs.
+
+    Floor, as the reference computes it (``main.py``: ``step_size = epochs//3``), so
+    5 epochs drop after epochs 1, 2, 3 and 4; fewer than 3 epochs (where the
+    reference's step would be 0) keep the rate constant.
+    """
+    step = epochs // 3
+    return tuple(range(step, epochs, step)) if step else ()
 
 
 def norm_penalty(params: list[nn.Parameter]) -> torch.Tensor:

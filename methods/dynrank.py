@@ -8,6 +8,10 @@ merges the rest into the weights: the next task starts from the merged network
 and inference costs what the pretrained network costs. ``lora``: the same with
 plain LoRA (gates fixed at one, nothing pruned), the reference's comparison.
 
+The gates move by the paper's proximal step (``gate_rule=paper``); its code
+also zeroes every gate left below kappa after the step, i.e. all below 2 kappa
+(``gate_rule=reference`` reproduces that, see ``reference_threshold_``).
+
 The loss is the reference's: cosine logits ``scale * <image, class embedding>``
 with cross-entropy over the seen and current classes, old ones masked, plus the
 class-to-image cross-entropy (each class row's softmax over the batch's images).
@@ -48,6 +52,7 @@ from clbench.learner import IMAGE_PROTOCOLS, Learner
 from clbench.methods.peft.common import count_parameters, freeze
 from clbench.methods.peft.dynrank import (
     CLIP_TARGETS,
+    GATE_RULES,
     TIMM_TARGETS,
     GateThreshold,
     active_ranks,
@@ -93,6 +98,7 @@ class RankLoRA(Learner):
         kappa_levels: int = 50,
         scale: float = 100.0,
         template: str = DEFAULT_TEMPLATE,
+        gate_rule: str = "paper",
         train: TrainConfig | dict | None = None,
     ) -> None:
         if rank <= 0:
@@ -102,6 +108,12 @@ class RankLoRA(Learner):
                 f"dense_fraction must be in [0, 1), got {dense_fraction}",
                 "the reference thresholds from half-way: dense_fraction=0.5",
             )
+        if gate_rule not in GATE_RULES:
+            raise ConfigError(
+                f"unknown gate_rule {gate_rule!r}",
+                "use paper (the proximal step) or reference (what CoDyRA's code computes)",
+            )
+        self.gate_rule = gate_rule
         self.rank = rank
         self.max_kappa = max_kappa
         self.dense_fraction = dense_fraction
@@ -191,7 +203,12 @@ class RankLoRA(Learner):
         total = self.train.max_steps or self.train.epochs * len(batches)
         hook = (
             GateThreshold(
-                gates(model), total, self.max_kappa, self.dense_fraction, self.kappa_levels
+                gates(model),
+                total,
+                self.max_kappa,
+                self.dense_fraction,
+                self.kappa_levels,
+                self.gate_rule,
             )
             if self.gated
             else None
@@ -284,6 +301,7 @@ class RankLoRA(Learner):
 
     def extra_results(self) -> dict:
         return {
+            "gate_rule": self.gate_rule,
             "ranks_kept": self.ranks,
             "lora_parameters_per_task": self.lora_parameters,
             "state_bytes": self.state_bytes(),

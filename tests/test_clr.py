@@ -77,6 +77,23 @@ def test_step_schedule_scales_the_reference():
     assert step_milestones(60) == (20, 40)
     assert step_milestones(3) == (1, 2)
     assert step_milestones(1) == ()
+    assert step_milestones(2) == ()
+
+
+@pytest.mark.parametrize("epochs", [4, 5, 8, 9, 11, 60])
+def test_step_schedule_is_the_references_steplr(epochs):
+    """The rates per epoch equal torch's StepLR(epochs // 3, 0.1), the reference's scheduler
+    (main.py: ``step_size = epochs//3``, one ``scheduler.step()`` per epoch)."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([param], lr=1e-3)
+    reference = torch.optim.lr_scheduler.StepLR(optimizer, epochs // 3, 0.1)
+    rates = []
+    for _ in range(epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    ours = [1e-3 * 0.1 ** sum(e >= m for m in step_milestones(epochs)) for e in range(epochs)]
+    assert ours == pytest.approx(rates, rel=1e-9)
 
 
 def run_clr(task_incremental: bool, epochs: int = 1):

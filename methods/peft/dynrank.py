@@ -277,16 +277,34 @@ def soft_threshold_(tensors: Iterable[torch.Tensor], kappa: float) -> None:
         w.copy_(torch.sign(w) * torch.clamp(w.abs() - kappa, min=0.0))
 
 
+@torch.no_grad()
+def reference_threshold_(tensors: Iterable[torch.Tensor], kappa: float) -> None:
+    """The gate update CoDyRA's code applies (``models/codyra.py``, ``train_model``'s
+    ``if prune:`` block), in place: gates beyond ``kappa`` move ``kappa`` towards zero,
+    then every gate whose magnitude is now below ``kappa`` is zeroed. In effect
+    ``w <- 0`` for ``|w| < 2 kappa`` (``|w| = kappa`` exactly stays), else
+    ``w - sign(w) kappa``: the proximal step plus a hard cut at ``2 kappa``.
+    """
+    for w in tensors:
+        moved = torch.where(w.abs() > kappa, w - torch.sign(w) * kappa, w)
+        w.copy_(torch.where(moved.abs() < kappa, torch.zeros_like(moved), moved))
+
+
+#: ``paper``: the proximal operator the paper states; ``reference``: what its code computes.
+GATE_RULES = {"paper": soft_threshold_, "reference": reference_threshold_}
+
+
 class GateThreshold:
     """``fit``'s ``after_step`` hook: soft-threshold the gates from ``dense_fraction`` of the task on.
 
     As in the reference, the threshold walks ``linspace(0, max_kappa, levels)``
     one level every ``(total - dense) // levels`` steps once the dense phase is
     over, so it reaches ``max_kappa`` by the end of the task; the threshold is
-    applied after every step past the dense phase. One difference: with fewer
-    steps after the dense phase than levels, the reference's interval is 0 and
-    its threshold never leaves 0 (nothing is pruned); here the levels are then
-    as many as those steps, so a short task still ramps to ``max_kappa``.
+    applied after every step past the dense phase, by ``rule`` (``GATE_RULES``).
+    One difference: with fewer steps after the dense phase than levels, the
+    reference's interval is 0 and its threshold never leaves 0 (nothing is
+    pruned); here the levels are then as many as those steps, so a short task
+    still ramps to ``max_kappa``.
     """
 
     def __init__(
@@ -296,7 +314,11 @@ class GateThreshold:
         max_kappa: float = 0.005,
         dense_fraction: float = 0.5,
         levels: int = 50,
+        rule: str = "paper",
     ) -> None:
+        if rule not in GATE_RULES:
+            raise ValueError(f"unknown gate rule {rule!r}; use one of {sorted(GATE_RULES)}")
+        self.threshold = GATE_RULES[rule]
         self.params = params
         self.dense = dense_fraction * total_steps
         remaining = max(int(total_steps - self.dense), 1)
@@ -318,5 +340,5 @@ class GateThreshold:
         if step >= self.dense and step % self.every == 0:
             self.level += 1
         if step > self.dense:
-            soft_threshold_(self.params, self.kappa)
+            self.threshold(self.params, self.kappa)
             self.kappas.append(self.kappa)
