@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from clbench import metrics
@@ -156,3 +157,35 @@ def test_timed_fit_covers_the_shared_first_session_adaptation():
     with timed_fit("aper") as phases:
         assert adaptation.fit is not own
     assert adaptation.fit is own and phases == []
+
+
+def test_adapter_vit_learners_get_the_exported_vit(tmp_path):
+    import json
+
+    from harness import PILOT_CONFIGS, adapter_vit_args, reference_learner
+
+    (tmp_path / "exps").mkdir()
+    (tmp_path / "exps" / "a.json").write_text(json.dumps({"model_name": "aper_adapter"}))
+    assert reference_learner(tmp_path, "exps/a.json") == "aper_adapter"
+    vit = {"file": "/x/vit.pt", "vit": {"embed_dim": 384, "depth": 11}}
+    args = adapter_vit_args("mos", vit)
+    assert args[:2] == ["--adapter-vit", "/x/vit.pt"] and json.loads(args[3]) == vit["vit"]
+    assert adapter_vit_args("simplecil", None) == []
+    with pytest.raises(SystemExit, match="needs a ViT"):
+        adapter_vit_args("aper_adapter", None)
+    # clbench's default peft (adapter) is compared with PILOT's adapter learner by default.
+    assert PILOT_CONFIGS["aper"] == "exps/aper_aperpter_inr.json"
+    assert PILOT_CONFIGS["mos"] == "exps/mos_inr.json"
+
+
+def test_truncated_vit_layout_has_no_final_norm():
+    # clbench's default DINOv2 feature drops the final norm; pilot_run.register_adapter_vit
+    # replaces PILOT's ViT norm by the identity exactly when the exported weights lack it.
+    import timm
+
+    from clbench.backbones.dinov2 import truncate_blocks
+
+    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=28, depth=2)
+    assert "norm.weight" in sema_layout(vit)
+    state = sema_layout(truncate_blocks(vit, 1))
+    assert "norm.weight" not in state and not any(k.startswith("blocks.1.") for k in state)
