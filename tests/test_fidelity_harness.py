@@ -176,6 +176,7 @@ def test_adapter_vit_learners_get_the_exported_vit(tmp_path):
     # clbench's default peft (adapter) is compared with PILOT's adapter learner by default.
     assert PILOT_CONFIGS["aper"] == "exps/aper_aperpter_inr.json"
     assert PILOT_CONFIGS["mos"] == "exps/mos_inr.json"
+    assert adapter_vit_args("ease", vit)[0] == "--adapter-vit"
 
 
 def test_truncated_vit_layout_has_no_final_norm():

@@ -56,11 +56,12 @@ PILOT_CONFIGS = {
     # clbench's default peft=adapter; --ref-config exps/aper_finetune_inr.json for peft=full.
     "aper": "exps/aper_aperpter_inr.json",
     "mos": "exps/mos_inr.json",
+    "ease": "exps/ease_inr.json",
     "ranpac": "exps/ranpac.json",
 }
 #: PILOT learners that build their own adapter ViT (``backbone/vit_adapter.py``,
-#: ``vit_mos.py``): they get the clbench ViT's weights in that layout (``--adapter-vit``).
-ADAPTER_VIT_LEARNERS = ("aper_adapter", "mos")
+#: ``vit_mos.py``, ``vit_ease.py``): they get the clbench ViT's weights in that layout (``--adapter-vit``).
+ADAPTER_VIT_LEARNERS = ("aper_adapter", "mos", "ease")
 
 
 def reference_learner(ref: Path, config: str) -> str:
@@ -162,6 +163,7 @@ def run_pilot(
         *[f"--set={s}" for s in a.ref_set],
         *(["--projection-seed", str(a.seed)] if a.method == "ranpac" else []),
         *extra,
+        *(["--mos-merge-once"] if a.pilot_mos_merge_once else []),
     ]
     before = child_cpu_seconds()
     if not (out.exists() and a.reuse):
@@ -277,6 +279,8 @@ def compare(a: argparse.Namespace) -> dict:
         a.ref_set = [*a.ref_set, "shuffle=false"]
     if a.tag:
         tag += f"-{a.tag}"
+    if a.pilot_mos_merge_once:
+        tag += "-merge-once"
     config = a.ref_config or PILOT_CONFIGS[a.method]
     vit = None
     if reference_learner(a.ref, config) in ADAPTER_VIT_LEARNERS and a.backbone.startswith("dinov2"):
@@ -538,6 +542,11 @@ def main() -> int:
     )
     p.add_argument(
         "--ref-config", default="", help="the reference's config file (default: per --method)"
+    )
+    p.add_argument(
+        "--pilot-mos-merge-once",
+        action="store_true",
+        help="diagnostic PILOT MOS variant (pilot_run.py --mos-merge-once); tagged -merge-once",
     )
     p.add_argument("--ref-set", action="append", default=[], help="reference config KEY=VALUE")
     p.add_argument("--clbench-set", action="append", default=[], help="clbench method KEY=VALUE")

@@ -71,6 +71,12 @@ def main() -> int:
         help="RanPAC: draw W_rand as clbench does (float64 randn from this seed), not from "
         "PILOT's global RNG, so both sides project with the same matrix",
     )
+    p.add_argument(
+        "--mos-merge-once",
+        action="store_true",
+        help="diagnostic, not the reference: MOS's adapter merge only after each optimiser "
+        "step (the paper's rule), not also inside every forward pass (backbone/vit_mos.py:363-375)",
+    )
     a = p.parse_args()
 
     sys.path.insert(0, str(a.pilot))
@@ -145,6 +151,8 @@ def main() -> int:
         register_sema(a, inc_net, own_backbone)
     if a.adapter_vit:
         register_adapter_vit(a, inc_net, get_backbone)
+    if a.mos_merge_once:
+        merge_once()
 
     class Exported(torch.nn.Module):
         """The traced clbench network with the ``out_dim`` PILOT's nets read."""
@@ -236,7 +244,7 @@ def main() -> int:
 
 SEMA_LOG: dict = {"z": [], "added": [], "train_phases": []}
 #: PILOT learner -> the backbone type registered for it by ``register_adapter_vit``.
-ADAPTER_TYPES = {"aper_adapter": "clbench_adapter", "mos": "clbench_mos"}
+ADAPTER_TYPES = {"aper_adapter": "clbench_adapter", "mos": "clbench_mos", "ease": "clbench_ease"}
 #: Largest |PILOT adapter ViT (adapters at zero) - traced clbench network| on a probe batch.
 ADAPTER_CHECK: dict = {}
 RIDGES: list[float] = []
@@ -475,14 +483,15 @@ def register_sema(a, inc_net, own_backbone) -> None:
 
 
 def register_adapter_vit(a, inc_net, previous) -> None:
-    """PILOT's aper_adapter and mos on a ViT-S: its own adapter ViT classes at the exported shape.
+    """PILOT's aper_adapter, mos and ease on a ViT-S: its own adapter ViTs at the exported shape.
 
-    ``utils/inc_net.py`` builds both only as ViT-B/16 (``d_model=768``, timm ViT-B
-    weights); backbone types ``clbench_adapter`` / ``clbench_mos`` build PILOT's
-    ``backbone/vit_adapter.py`` / ``vit_mos.py`` ``VisionTransformer`` with the same
-    tuning config as PILOT's factory (``d_model`` = the ViT's width) and the exported
-    weights, and freeze as PILOT's loaders do (aper: all but the keys the weights lack,
-    i.e. the adapters; mos: all but ``adapter``/``head``). clbench's default DINOv2
+    ``utils/inc_net.py`` builds them only as ViT-B/16 (``d_model=768``, timm ViT-B
+    weights); backbone types ``clbench_adapter`` / ``clbench_mos`` / ``clbench_ease``
+    build PILOT's ``backbone/vit_adapter.py`` / ``vit_mos.py`` / ``vit_ease.py``
+    ``VisionTransformer`` with the same tuning config as PILOT's factory (``d_model`` =
+    the ViT's width) and the exported weights, and freeze as PILOT's loaders do (aper,
+    ease: all but the keys the weights lack, i.e. the adapters; mos: all but
+    ``adapter``/``head``). clbench's default DINOv2
     feature has no final norm (block 11's class token): the ViT's ``norm`` becomes the
     identity when the weights carry none. MOS's head starts as PILOT's does (its loader
     copies a fresh timm ViT's head: truncated normal, std 0.02, zero bias), and
@@ -494,6 +503,7 @@ def register_adapter_vit(a, inc_net, previous) -> None:
     from functools import partial
 
     import backbone.vit_adapter as vit_adapter
+    import backbone.vit_ease as vit_ease
     import backbone.vit_mos as vit_mos
     import torch
     from easydict import EasyDict
@@ -551,8 +561,11 @@ def register_adapter_vit(a, inc_net, previous) -> None:
 
     def get_backbone(run_args, pretrained=False):
         kind = run_args["backbone_type"]
-        if kind == "clbench_adapter":
-            model, msg = build(vit_adapter, run_args, 0, {})
+        if kind in ("clbench_adapter", "clbench_ease"):
+            if kind == "clbench_adapter":
+                model, msg = build(vit_adapter, run_args, 0, {})
+            else:
+                model, msg = build(vit_ease, run_args, 0, {"_device": run_args["device"][0]})
             for name, param in model.named_parameters():
                 param.requires_grad = name in msg.missing_keys
             check(model, lambda m, x: m(x))
@@ -580,6 +593,31 @@ def register_adapter_vit(a, inc_net, previous) -> None:
         self.backbone.out_dim = width
 
     inc_net.MOSNet.__init__ = mosnet_init
+
+
+def merge_once() -> None:
+    """A diagnostic variant of PILOT's MOS, to measure what its in-forward merging does.
+
+    ``VisionTransformer.forward_features`` (``backbone/vit_mos.py:359-375``) calls
+    ``reweight_adapter`` inside its loop over blocks, and ``reweight_adapter`` (lines
+    328-345) assigns ``.data`` in place: every forward pass, training or test, pulls the
+    adapter it uses (the stored ones of earlier tasks included) ``depth`` times towards
+    the mean of the earlier snapshots. Here ``forward_features`` sees an identity
+    ``reweight_adapter``; ``adapter_merge`` (after each optimiser step, line 303) keeps
+    PILOT's. Used only with ``--mos-merge-once``, in results tagged as such.
+    """
+    import backbone.vit_mos as vit_mos
+
+    own = vit_mos.VisionTransformer.forward_features
+
+    def forward_features(self, x, adapter_id, train):
+        self.reweight_adapter = lambda adapter, idx: adapter  # shadows the method
+        try:
+            return own(self, x, adapter_id, train)
+        finally:
+            del self.reweight_adapter
+
+    vit_mos.VisionTransformer.forward_features = forward_features
 
 
 def buffer_stats(record) -> dict:
