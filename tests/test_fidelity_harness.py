@@ -125,7 +125,9 @@ def test_pilot_step_timing_counts_steps_and_leaves_out_test_passes():
         _cur_task = 0
 
         def _compute_accuracy(self, model, loader):
-            time.sleep(0.05)
+            end = time.perf_counter() + 0.05  # busy: the test pass costs CPU time too
+            while time.perf_counter() < end:
+                pass
             return 0.0
 
         def _init_train(self, train_loader, test_loader, optimizer, scheduler):
@@ -144,6 +146,7 @@ def test_pilot_step_timing_counts_steps_and_leaves_out_test_passes():
     assert phase["steps"] == 6 and phase["batch_size"] == 2
     assert phase["test_pass_seconds"] >= 0.1
     assert phase["seconds_per_step"] < 0.05  # the two 0.05 s test passes are not in it
+    assert 0 <= phase["cpu_seconds_per_step"] < 0.05  # nor is their CPU time
     assert "step" not in vars(optimizer)  # the optimiser is left as it was
 
 

@@ -230,7 +230,7 @@ def timed_fit(method: str):
             steps[0] += 1
             return step(batch)
 
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         log = own(params, batches, counted, config, *args, **kwargs)
         seconds = time.perf_counter() - began
         phases.append(
@@ -239,6 +239,7 @@ def timed_fit(method: str):
                 "steps": steps[0],
                 "batch_size": config.batch_size,
                 "seconds_per_step": seconds / max(steps[0], 1),
+                "cpu_seconds_per_step": (time.process_time() - cpu) / max(steps[0], 1),
             }
         )
         return log
@@ -346,9 +347,11 @@ def print_report(r: dict) -> None:
         print(f"lambda per task: PILOT {ref.get('ridges')}  clbench {chosen}")
     for side, phases in (("PILOT", ref.get("train_phases")), ("clbench", ours.get("train_phases"))):
         for ph in phases or []:
+            cpu = ph.get("cpu_seconds_per_step")
             print(
                 f"{side} training: {ph['steps']} steps of batch {ph['batch_size']}, "
                 f"{ph['seconds_per_step']:.3f} s/step"
+                + (f" ({cpu:.3f} CPU s/step)" if cpu is not None else "")
             )
     print(
         f"CPU seconds: PILOT {ref['cpu_seconds']:.0f} (wall {ref['wall_seconds']:.0f}), "
