@@ -146,7 +146,7 @@ def test_pilot_step_timing_counts_steps_and_leaves_out_test_passes():
     assert phase["steps"] == 6 and phase["batch_size"] == 2
     assert phase["test_pass_seconds"] >= 0.1
     assert phase["seconds_per_step"] < 0.05  # the two 0.05 s test passes are not in it
-    assert 0 <= phase["cpu_seconds_per_step"] < 0.05  # nor is their CPU time
+    assert 0 <= phase["cpu_seconds_per_step"] < 0.005  # nor their CPU time (0.1 s / 6 steps)
     assert "step" not in vars(optimizer)  # the optimiser is left as it was
 
 
