@@ -193,3 +193,34 @@ def test_truncated_vit_layout_has_no_final_norm():
     assert "norm.weight" in sema_layout(vit)
     state = sema_layout(truncate_blocks(vit, 1))
     assert "norm.weight" not in state and not any(k.startswith("blocks.1.") for k in state)
+
+
+def test_seed_table_gives_means_sds_and_the_within_sd_verdict():
+    from summarize import seed_table, step_times
+
+    def report(ref, ours, seconds):
+        side = lambda c, s: {  # noqa: E731
+            "curve": c,
+            "avg": float(np.mean(c)),
+            "last": c[-1],
+            "forgetting": 1.0,
+            "train_phases": [{"steps": 2, "seconds_per_step": s, "cpu_seconds_per_step": s / 2}],
+        }
+        return {"reference": side(ref, seconds), "clbench": side(ours, seconds / 2)}
+
+    reports = [
+        report([30.0, 20.0], [33.0, 21.0], 1.0),
+        report([34.0, 22.0], [35.0, 23.0], 3.0),
+    ]
+    for r in reports:
+        r["clbench"]["forgetting"] = 3.0  # 2 points above a reference with sd 0
+    rows = {r["metric"]: r for r in seed_table(reports)}
+    step0 = rows["step 0"]
+    assert step0["reference"] == [30.0, 34.0] and step0["clbench"] == [33.0, 35.0]
+    assert step0["reference_mean"] == 32.0 and abs(step0["reference_sd"] - 8**0.5) < 1e-12
+    assert step0["difference"] == 2.0 and step0["within_sd"]
+    assert rows["last"]["difference"] == 1.0 and rows["last"]["within_sd"]  # sd 1.41
+    assert rows["forgetting"]["difference"] == 2.0 and not rows["forgetting"]["within_sd"]
+    times = step_times([report([1.0], [1.0], 1.0), report([1.0], [1.0], 3.0)])
+    assert times["reference"] == {"steps": 4, "wall": 2.0, "cpu": 1.0}
+    assert times["clbench"]["wall"] == 1.0
