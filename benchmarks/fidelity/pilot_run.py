@@ -501,7 +501,8 @@ def register_adapter_vit(a, inc_net, previous) -> None:
     identity when the weights carry none. MOS's head starts as PILOT's does (its loader
     copies a fresh timm ViT's head: truncated normal, std 0.02, zero bias), and
     ``MOSNet`` hard-codes ``backbone.out_dim = 768`` (``utils/inc_net.py:1182``): it is
-    set to the width after construction. Before training, the adapter ViT (adapters
+    set to the width after construction; likewise the ``out_dim=768`` default of EASE's
+    ``EaseCosineLinear.forward_reweight``. Before training, the adapter ViT (adapters
     at zero) is checked against the traced clbench network, so both sides start from
     the same function.
     """
@@ -598,6 +599,19 @@ def register_adapter_vit(a, inc_net, previous) -> None:
         self.backbone.out_dim = width
 
     inc_net.MOSNet.__init__ = mosnet_init
+
+    # EaseNet.forward (utils/inc_net.py:1035) calls forward_reweight without out_dim, whose
+    # default is 768 (backbone/linears.py:138): the subspace width is the ViT's.
+    import backbone.linears as linears
+
+    own_reweight = linears.EaseCosineLinear.forward_reweight
+
+    def forward_reweight(self, x, cur_task, *args, out_dim=768, **kwargs):
+        return own_reweight(
+            self, x, cur_task, *args, out_dim=width if out_dim == 768 else out_dim, **kwargs
+        )
+
+    linears.EaseCosineLinear.forward_reweight = forward_reweight
 
 
 def merge_once() -> None:
