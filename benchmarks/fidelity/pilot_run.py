@@ -75,7 +75,7 @@ def main() -> int:
         "--mos-merge-once",
         action="store_true",
         help="diagnostic, not the reference: MOS's adapter merge only after each optimiser "
-        "step (the paper's rule), not also inside every forward pass (backbone/vit_mos.py:363-375)",
+        "step (the paper's rule), not also inside every forward pass (backbone/vit_mos.py:360-375)",
     )
     a = p.parse_args()
 
@@ -617,7 +617,7 @@ def register_adapter_vit(a, inc_net, previous) -> None:
 def merge_once() -> None:
     """A diagnostic variant of PILOT's MOS, to measure what its in-forward merging does.
 
-    ``VisionTransformer.forward_features`` (``backbone/vit_mos.py:359-375``) calls
+    ``VisionTransformer.forward_features`` (``backbone/vit_mos.py:360-375``) calls
     ``reweight_adapter`` inside its loop over blocks, and ``reweight_adapter`` (lines
     328-345) assigns ``.data`` in place: every forward pass, training or test, pulls the
     adapter it uses (the stored ones of earlier tasks included) ``depth`` times towards
