@@ -21,7 +21,9 @@ recomputed after every task as the set of such classes grows (PILOT's
 with T the number of tasks learned (PILOT's ``use_reweight``, alpha = 0.1).
 
 Defaults: PILOT's ImageNet-R configuration (``exps/ease_inr.json``): 20 epochs,
-SGD lr 0.05, batch 16, weight decay 0.005, cosine, bottleneck 64.
+SGD lr 0.05, batch 16, weight decay 0.005, cosine, bottleneck 64. The temporary
+head each adapter trains with is a Linear (``head=linear``) or, as PILOT's
+``proxy_fc`` (an ``EaseCosineLinear``: learned scale times the cosine), ``head=cosine``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from clbench.data import Inputs, Samples
 from clbench.errors import ConfigError
 from clbench.kernels import prototype_scores
 from clbench.learner import Learner
+from clbench.methods.heads import HEAD_KINDS, make_head
 from clbench.methods.peft.adapter import Adapter, attach_adapters
 from clbench.methods.peft.common import count_parameters
 from clbench.methods.vit_common import AdapterView, TaskAdapters, old_class_count, trainable_vit
@@ -94,8 +97,12 @@ class EASE(Learner):
         adapter_scale: float = 0.1,
         dropout: float = 0.1,
         alpha: float = 0.1,
+        head: str = "linear",
         train: TrainConfig | dict | None = None,
     ) -> None:
+        if head not in HEAD_KINDS:
+            raise ConfigError(f"unknown head {head!r}", f"use one of {', '.join(HEAD_KINDS)}")
+        self.head = head
         self.train = resolve_train(self.default_train(), train)
         self.bottleneck = bottleneck
         self.adapter_scale = adapter_scale
@@ -123,6 +130,10 @@ class EASE(Learner):
 
     def new_adapter(self, dim: int) -> Adapter:
         return Adapter(dim, self.bottleneck, self.adapter_scale, self.dropout)
+
+    def new_head(self, classes: int) -> nn.Module:
+        """The temporary classifier a task's adapter trains with (over that task's classes)."""
+        return make_head(self.head, self.net.feature_dim, classes)
 
     def features(self, index: int, samples: Samples | Inputs) -> torch.Tensor:
         """Embeddings with task ``index``'s frozen adapter (cached in memory for the run)."""
@@ -164,7 +175,7 @@ class EASE(Learner):
             if self.tasks_learned > 0:
                 block.current = self.new_adapter(block.current.dim).to(device)
             block.current.requires_grad_(True)
-        head = nn.Linear(self.net.feature_dim, task.seen_classes - known).to(device)
+        head = self.new_head(task.seen_classes - known).to(device)
         model = nn.Sequential(self.net, head)
         batches = image_batches(
             task.train,

@@ -26,7 +26,8 @@ finally used is the sample's own task is recorded (``extra_results``): the
 evaluator hands the test labels to ``on_tested`` after each prediction, for
 that measurement only; ``predict`` never sees them.
 
-Defaults are the official ImageNet-R configuration (``exps/mos_inr.json``).
+Defaults are the official ImageNet-R configuration (``exps/mos_inr.json``); the
+alignment's weight decay is the adapters' (0.005), as the official code applies it.
 The official code also re-applies the merge inside every forward pass, to the
 stored adapters too, so they drift whenever they are evaluated; here stored
 adapters are frozen snapshots and the merge runs once per step, as the paper
@@ -141,7 +142,7 @@ class MOS(Learner):
         temperature: float = 0.8,
         align_epochs: int = 30,
         align_lr: float = 0.005,
-        align_weight_decay: float = 5e-4,
+        align_weight_decay: float | None = None,
         samples_per_class: int | None = None,
         covariance_eps: float = 1e-4,
         max_refine_iterations: int = 4,
@@ -158,7 +159,12 @@ class MOS(Learner):
         self.temperature = temperature
         self.align_epochs = align_epochs
         self.align_lr = align_lr
-        self.align_weight_decay = align_weight_decay
+        # The official alignment's parameter group carries the adapters' weight decay
+        # (models/mos.py:252, args["weight_decay"]), which overrides the 5e-4 its SGD
+        # constructor is given (line 253): None means that, the training weight decay.
+        self.align_weight_decay = (
+            self.train.weight_decay if align_weight_decay is None else align_weight_decay
+        )
         self.samples_per_class = samples_per_class
         self.covariance_eps = covariance_eps
         self.max_refine_iterations = max_refine_iterations

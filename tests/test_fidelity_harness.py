@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from clbench import metrics
@@ -124,7 +125,9 @@ def test_pilot_step_timing_counts_steps_and_leaves_out_test_passes():
         _cur_task = 0
 
         def _compute_accuracy(self, model, loader):
-            time.sleep(0.05)
+            end = time.perf_counter() + 0.05  # busy: the test pass costs CPU time too
+            while time.perf_counter() < end:
+                pass
             return 0.0
 
         def _init_train(self, train_loader, test_loader, optimizer, scheduler):
@@ -143,6 +146,7 @@ def test_pilot_step_timing_counts_steps_and_leaves_out_test_passes():
     assert phase["steps"] == 6 and phase["batch_size"] == 2
     assert phase["test_pass_seconds"] >= 0.1
     assert phase["seconds_per_step"] < 0.05  # the two 0.05 s test passes are not in it
+    assert 0 <= phase["cpu_seconds_per_step"] < 0.005  # nor their CPU time (0.1 s / 6 steps)
     assert "step" not in vars(optimizer)  # the optimiser is left as it was
 
 
@@ -156,3 +160,67 @@ def test_timed_fit_covers_the_shared_first_session_adaptation():
     with timed_fit("aper") as phases:
         assert adaptation.fit is not own
     assert adaptation.fit is own and phases == []
+
+
+def test_adapter_vit_learners_get_the_exported_vit(tmp_path):
+    import json
+
+    from harness import PILOT_CONFIGS, adapter_vit_args, reference_learner
+
+    (tmp_path / "exps").mkdir()
+    (tmp_path / "exps" / "a.json").write_text(json.dumps({"model_name": "aper_adapter"}))
+    assert reference_learner(tmp_path, "exps/a.json") == "aper_adapter"
+    vit = {"file": "/x/vit.pt", "vit": {"embed_dim": 384, "depth": 11}}
+    args = adapter_vit_args("mos", vit)
+    assert args[:2] == ["--adapter-vit", "/x/vit.pt"] and json.loads(args[3]) == vit["vit"]
+    assert adapter_vit_args("simplecil", None) == []
+    with pytest.raises(SystemExit, match="needs a ViT"):
+        adapter_vit_args("aper_adapter", None)
+    # clbench's default peft (adapter) is compared with PILOT's adapter learner by default.
+    assert PILOT_CONFIGS["aper"] == "exps/aper_aperpter_inr.json"
+    assert PILOT_CONFIGS["mos"] == "exps/mos_inr.json"
+    assert adapter_vit_args("ease", vit)[0] == "--adapter-vit"
+
+
+def test_truncated_vit_layout_has_no_final_norm():
+    # clbench's default DINOv2 feature drops the final norm; pilot_run.register_adapter_vit
+    # replaces PILOT's ViT norm by the identity exactly when the exported weights lack it.
+    import timm
+
+    from clbench.backbones.dinov2 import truncate_blocks
+
+    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=28, depth=2)
+    assert "norm.weight" in sema_layout(vit)
+    state = sema_layout(truncate_blocks(vit, 1))
+    assert "norm.weight" not in state and not any(k.startswith("blocks.1.") for k in state)
+
+
+def test_seed_table_gives_means_sds_and_the_within_sd_verdict():
+    from summarize import seed_table, step_times
+
+    def report(ref, ours, seconds):
+        side = lambda c, s: {  # noqa: E731
+            "curve": c,
+            "avg": float(np.mean(c)),
+            "last": c[-1],
+            "forgetting": 1.0,
+            "train_phases": [{"steps": 2, "seconds_per_step": s, "cpu_seconds_per_step": s / 2}],
+        }
+        return {"reference": side(ref, seconds), "clbench": side(ours, seconds / 2)}
+
+    reports = [
+        report([30.0, 20.0], [33.0, 21.0], 1.0),
+        report([34.0, 22.0], [35.0, 23.0], 3.0),
+    ]
+    for r in reports:
+        r["clbench"]["forgetting"] = 3.0  # 2 points above a reference with sd 0
+    rows = {r["metric"]: r for r in seed_table(reports)}
+    step0 = rows["step 0"]
+    assert step0["reference"] == [30.0, 34.0] and step0["clbench"] == [33.0, 35.0]
+    assert step0["reference_mean"] == 32.0 and abs(step0["reference_sd"] - 8**0.5) < 1e-12
+    assert step0["difference"] == 2.0 and step0["within_sd"]
+    assert rows["last"]["difference"] == 1.0 and rows["last"]["within_sd"]  # sd 1.41
+    assert rows["forgetting"]["difference"] == 2.0 and not rows["forgetting"]["within_sd"]
+    times = step_times([report([1.0], [1.0], 1.0), report([1.0], [1.0], 3.0)])
+    assert times["reference"] == {"steps": 4, "wall": 2.0, "cpu": 1.0}
+    assert times["clbench"]["wall"] == 1.0

@@ -212,3 +212,11 @@ def test_a_task_of_known_classes_in_a_new_domain_adds_no_classes():
     assert learner.class_task.tolist() == [0, 0] and len(learner.gaussians) == 2
     assert learner.predict(test).shape == (len(test), 2)
     assert all(len(block.saved) == 2 for block in learner.blocks)
+
+
+def test_alignment_weight_decay_follows_the_training_weight_decay():
+    # PILOT's classifer_align puts args["weight_decay"] in its parameter group (models/mos.py:252),
+    # which overrides the SGD constructor's 5e-4: the ImageNet-R config aligns at 0.005.
+    assert MOS().align_weight_decay == MOS().train.weight_decay == 0.005
+    assert MOS(train={"weight_decay": 0.02}).align_weight_decay == 0.02
+    assert MOS(align_weight_decay=0.0).align_weight_decay == 0.0

@@ -234,6 +234,19 @@ def test_coda_refuses_more_tasks_than_its_split():
         learner.learn(tasks[2])
 
 
+def test_ease_trains_with_the_head_it_is_given():
+    from clbench.methods.heads import CosineHead
+
+    with pytest.raises(ConfigError, match="unknown head"):
+        EASE(head="mlp")
+    for kind, cls in (("linear", torch.nn.Linear), ("cosine", CosineHead)):
+        learner = EASE(bottleneck=4, head=kind, train=FAST)
+        learner.setup(tiny_context(DEPTH))
+        learner.learn(synthetic_task(0, [0, 1, 2], 3, per_class=4)[0])
+        head = learner.new_head(3)
+        assert type(head) is cls and head.weight.shape == (3, learner.net.feature_dim)
+
+
 # -- tiny runs --------------------------------------------------------------------------------
 FAST = {"epochs": 1, "batch_size": 8}
 TINY = {

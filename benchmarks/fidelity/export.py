@@ -110,7 +110,8 @@ def export_stream(
 
 
 def export_sema_vit(spec: str, path: Path, image_size: int) -> dict[str, object]:
-    """The DINOv2 weights in the layout of SEMA-CL's ``backbone/vit_sema.py`` ViT.
+    """The DINOv2 weights in the layout of SEMA-CL's ``backbone/vit_sema.py`` ViT
+    (also LAMDA-PILOT's ``backbone/vit_adapter.py`` and ``vit_mos.py``: same key names).
 
     That ViT has separate q/k/v projections, ``fc1``/``fc2`` directly in the
     block and no layer scale: qkv is split (as SEMA's own loader does for ViT-B)

@@ -53,9 +53,29 @@ def pilot_pipeline(image_size: int) -> dict:
 #: clbench method -> PILOT config file.
 PILOT_CONFIGS = {
     "simplecil": "exps/simplecil.json",
-    "aper": "exps/aper_adapter.json",  # --ref-config exps/aper_finetune.json for peft=full
+    # clbench's default peft=adapter; --ref-config exps/aper_finetune_inr.json for peft=full.
+    "aper": "exps/aper_aperpter_inr.json",
+    "mos": "exps/mos_inr.json",
+    "ease": "exps/ease_inr.json",
     "ranpac": "exps/ranpac.json",
 }
+#: PILOT learners that build their own adapter ViT (``backbone/vit_adapter.py``,
+#: ``vit_mos.py``, ``vit_ease.py``): they get the clbench ViT's weights in that layout (``--adapter-vit``).
+ADAPTER_VIT_LEARNERS = ("aper_adapter", "mos", "ease")
+
+
+def reference_learner(ref: Path, config: str) -> str:
+    """The ``model_name`` of a PILOT config file (which learner it runs)."""
+    return json.loads((ref / config).read_text())["model_name"]
+
+
+def adapter_vit_args(learner: str, vit: dict | None) -> list[str]:
+    """pilot_run.py's arguments for a learner that needs the ViT in PILOT's adapter layout."""
+    if learner not in ADAPTER_VIT_LEARNERS:
+        return []
+    if vit is None:
+        raise SystemExit(f"PILOT's {learner} needs a ViT backbone (e.g. --backbone dinov2-vits14)")
+    return ["--adapter-vit", vit["file"], "--vit", json.dumps(vit["vit"])]
 
 
 def nice_increment() -> str:
@@ -107,7 +127,9 @@ def clbench_metrics(result) -> dict:
     }
 
 
-def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> dict:
+def run_pilot(
+    a: argparse.Namespace, data: Path, backbone: dict, out: Path, extra: list[str] = ()
+) -> dict:
     cmd = [
         "nice",
         "-n",
@@ -140,6 +162,8 @@ def run_pilot(a: argparse.Namespace, data: Path, backbone: dict, out: Path) -> d
         str(out),
         *[f"--set={s}" for s in a.ref_set],
         *(["--projection-seed", str(a.seed)] if a.method == "ranpac" else []),
+        *extra,
+        *(["--mos-merge-once"] if a.pilot_mos_merge_once else []),
     ]
     before = child_cpu_seconds()
     if not (out.exists() and a.reuse):
@@ -206,7 +230,7 @@ def timed_fit(method: str):
             steps[0] += 1
             return step(batch)
 
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         log = own(params, batches, counted, config, *args, **kwargs)
         seconds = time.perf_counter() - began
         phases.append(
@@ -215,6 +239,7 @@ def timed_fit(method: str):
                 "steps": steps[0],
                 "batch_size": config.batch_size,
                 "seconds_per_step": seconds / max(steps[0], 1),
+                "cpu_seconds_per_step": (time.process_time() - cpu) / max(steps[0], 1),
             }
         )
         return log
@@ -255,7 +280,22 @@ def compare(a: argparse.Namespace) -> dict:
         a.ref_set = [*a.ref_set, "shuffle=false"]
     if a.tag:
         tag += f"-{a.tag}"
-    ref = run_pilot(a, data, backbone, a.work / "results" / f"pilot-{tag}.json")
+    if a.pilot_mos_merge_once:
+        tag += "-merge-once"
+    config = a.ref_config or PILOT_CONFIGS[a.method]
+    vit = None
+    if reference_learner(a.ref, config) in ADAPTER_VIT_LEARNERS and a.backbone.startswith("dinov2"):
+        from export import export_sema_vit
+
+        # PILOT's ViT layout (split q/k/v, fc1/fc2 in the block, layer scale folded) is
+        # SEMA-CL's: the same export serves aper_adapter and mos.
+        vit = export_sema_vit(
+            a.backbone,
+            a.work / "backbones" / f"pilot-vit-{a.backbone}-{a.image_size}.pt",
+            a.image_size,
+        )
+    extra = adapter_vit_args(reference_learner(a.ref, config), vit)
+    ref = run_pilot(a, data, backbone, a.work / "results" / f"pilot-{tag}.json", extra)
     ref_m = pilot_metrics(ref["tasks"])
     result, wall, cpu = run_clbench(a, data, shuffle=not a.no_shuffle)
     ours = clbench_metrics(result)
@@ -264,6 +304,7 @@ def compare(a: argparse.Namespace) -> dict:
         "data": meta,
         "backbone": backbone,
         "pipeline": pilot_pipeline(a.image_size),
+        "adapter_vit_check": ref.get("adapter_vit_check"),
         "reference": {
             **ref_m,
             "wall_seconds": ref["wall_seconds"],
@@ -284,6 +325,8 @@ def compare(a: argparse.Namespace) -> dict:
     }
     if a.train_crop_scale:  # a clbench-side change: the reference's files keep their name
         report["tag"] = f"{tag}-clbench-crop{a.train_crop_scale:g}"
+    if a.clbench_tag:
+        report["tag"] += f"-clbench-{a.clbench_tag}"
     (a.work / "results" / f"compare-{report['tag']}.json").write_text(json.dumps(report, indent=1))
     print_report(report)
     return report
@@ -304,9 +347,11 @@ def print_report(r: dict) -> None:
         print(f"lambda per task: PILOT {ref.get('ridges')}  clbench {chosen}")
     for side, phases in (("PILOT", ref.get("train_phases")), ("clbench", ours.get("train_phases"))):
         for ph in phases or []:
+            cpu = ph.get("cpu_seconds_per_step")
             print(
                 f"{side} training: {ph['steps']} steps of batch {ph['batch_size']}, "
                 f"{ph['seconds_per_step']:.3f} s/step"
+                + (f" ({cpu:.3f} CPU s/step)" if cpu is not None else "")
             )
     print(
         f"CPU seconds: PILOT {ref['cpu_seconds']:.0f} (wall {ref['wall_seconds']:.0f}), "
@@ -488,6 +533,11 @@ def main() -> int:
     p.add_argument("--work", type=Path, default=Path("/work/refs/fidelity"))
     p.add_argument("--tag", default="", help="suffix of the result files' names")
     p.add_argument(
+        "--clbench-tag",
+        default="",
+        help="suffix of the comparison file only (a clbench variant against the same --reuse run)",
+    )
+    p.add_argument(
         "--train-crop-scale",
         type=float,
         default=None,
@@ -495,6 +545,11 @@ def main() -> int:
     )
     p.add_argument(
         "--ref-config", default="", help="the reference's config file (default: per --method)"
+    )
+    p.add_argument(
+        "--pilot-mos-merge-once",
+        action="store_true",
+        help="diagnostic PILOT MOS variant (pilot_run.py --mos-merge-once); tagged -merge-once",
     )
     p.add_argument("--ref-set", action="append", default=[], help="reference config KEY=VALUE")
     p.add_argument("--clbench-set", action="append", default=[], help="clbench method KEY=VALUE")

@@ -58,12 +58,24 @@ def main() -> int:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--set", dest="sets", action="append", default=[])
     p.add_argument("--vit-state", type=Path, help="SEMA-CL: ViT weights in vit_sema's layout")
-    p.add_argument("--vit", type=json.loads, help="SEMA-CL: the ViT's shape (JSON)")
+    p.add_argument("--vit", type=json.loads, help="SEMA-CL / --adapter-vit: the ViT's shape (JSON)")
+    p.add_argument(
+        "--adapter-vit",
+        type=Path,
+        help="aper_adapter / mos: the clbench ViT's weights in the layout of PILOT's "
+        "backbone/vit_adapter.py and vit_mos.py (export.sema_layout), built at --vit's shape",
+    )
     p.add_argument(
         "--projection-seed",
         type=int,
         help="RanPAC: draw W_rand as clbench does (float64 randn from this seed), not from "
         "PILOT's global RNG, so both sides project with the same matrix",
+    )
+    p.add_argument(
+        "--mos-merge-once",
+        action="store_true",
+        help="diagnostic, not the reference: MOS's adapter merge only after each optimiser "
+        "step (the paper's rule), not also inside every forward pass (backbone/vit_mos.py:360-375)",
     )
     a = p.parse_args()
 
@@ -137,6 +149,10 @@ def main() -> int:
     inc_net.get_backbone = get_backbone
     if a.vit_state:
         register_sema(a, inc_net, own_backbone)
+    if a.adapter_vit:
+        register_adapter_vit(a, inc_net, get_backbone)
+    if a.mos_merge_once:
+        merge_once()
 
     class Exported(torch.nn.Module):
         """The traced clbench network with the ``out_dim`` PILOT's nets read."""
@@ -189,7 +205,11 @@ def main() -> int:
 
     args.update(
         dataset="clbench-folder",
-        backbone_type="clbench",
+        # PILOT's factory keys on the type's suffix: "_adapter" (aper_adapter, whose frozen
+        # branch is the type without it, i.e. the traced network) and "_mos".
+        backbone_type=ADAPTER_TYPES.get(args["model_name"], "clbench")
+        if a.adapter_vit
+        else "clbench",
         init_cls=a.init_cls,
         increment=a.increment,
         seed=[a.seed],
@@ -210,6 +230,7 @@ def main() -> int:
     out = {
         "reference": a.pilot.name,
         "sema": SEMA_LOG,
+        "adapter_vit_check": ADAPTER_CHECK,
         "ridges": RIDGES,
         "train_phases": TRAIN_PHASES,
         "config": {k: v for k, v in args.items() if k != "device"},
@@ -222,6 +243,10 @@ def main() -> int:
 
 
 SEMA_LOG: dict = {"z": [], "added": [], "train_phases": []}
+#: PILOT learner -> the backbone type registered for it by ``register_adapter_vit``.
+ADAPTER_TYPES = {"aper_adapter": "clbench_adapter", "mos": "clbench_mos", "ease": "clbench_ease"}
+#: Largest |PILOT adapter ViT (adapters at zero) - traced clbench network| on a probe batch.
+ADAPTER_CHECK: dict = {}
 RIDGES: list[float] = []
 TRAIN_PHASES: list[dict] = []
 
@@ -236,12 +261,13 @@ def time_init_train(learner) -> None:
     import torch
 
     own_init_train, own_accuracy = learner._init_train, learner._compute_accuracy
-    state = {"eval": 0.0}
+    state = {"eval": 0.0, "eval_cpu": 0.0}
 
     def compute_accuracy(self, model, loader):
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         out = own_accuracy(self, model, loader)
         state["eval"] += time.perf_counter() - began
+        state["eval_cpu"] += time.process_time() - cpu
         return out
 
     def init_train(self, train_loader, test_loader, optimizer, scheduler, *args, **kwargs):
@@ -253,7 +279,8 @@ def time_init_train(learner) -> None:
             return own_step(*s_args, **s_kwargs)
 
         optimizer.step = step
-        state["eval"], began = 0.0, time.perf_counter()
+        state["eval"], state["eval_cpu"] = 0.0, 0.0
+        began, cpu = time.perf_counter(), time.process_time()
         try:
             return own_init_train(
                 self, train_loader, test_loader, optimizer, scheduler, *args, **kwargs
@@ -264,12 +291,15 @@ def time_init_train(learner) -> None:
             else:
                 del optimizer.step  # back to the class's method
             seconds = time.perf_counter() - began - state["eval"]
+            cpu_seconds = time.process_time() - cpu - state["eval_cpu"]
             TRAIN_PHASES.append(
                 {
                     "task": self._cur_task,
                     "steps": steps[0],
                     "batch_size": train_loader.batch_size,
                     "seconds_per_step": seconds / max(steps[0], 1),
+                    # CPU time (one thread): not inflated when the machine is shared.
+                    "cpu_seconds_per_step": cpu_seconds / max(steps[0], 1),
                     "test_pass_seconds": state["eval"],
                 }
             )
@@ -455,6 +485,158 @@ def register_sema(a, inc_net, own_backbone) -> None:
     sema.Learner._init_train = init_train
     sema.Learner._compute_accuracy = compute_accuracy
     sema.Learner._detect_outlier = detect_outlier
+
+
+def register_adapter_vit(a, inc_net, previous) -> None:
+    """PILOT's aper_adapter, mos and ease on a ViT-S: its own adapter ViTs at the exported shape.
+
+    ``utils/inc_net.py`` builds them only as ViT-B/16 (``d_model=768``, timm ViT-B
+    weights); backbone types ``clbench_adapter`` / ``clbench_mos`` / ``clbench_ease``
+    build PILOT's ``backbone/vit_adapter.py`` / ``vit_mos.py`` / ``vit_ease.py``
+    ``VisionTransformer`` with the same tuning config as PILOT's factory (``d_model`` =
+    the ViT's width) and the exported weights, and freeze as PILOT's loaders do (aper,
+    ease: all but the keys the weights lack, i.e. the adapters; mos: all but
+    ``adapter``/``head``). clbench's default DINOv2
+    feature has no final norm (block 11's class token): the ViT's ``norm`` becomes the
+    identity when the weights carry none. MOS's head starts as PILOT's does (its loader
+    copies a fresh timm ViT's head: truncated normal, std 0.02, zero bias), and
+    ``MOSNet`` hard-codes ``backbone.out_dim = 768`` (``utils/inc_net.py:1182``): it is
+    set to the width after construction; likewise the ``out_dim=768`` default of EASE's
+    ``EaseCosineLinear.forward_reweight``. Before training, the adapter ViT (adapters
+    at zero) is checked against the traced clbench network, so both sides start from
+    the same function.
+    """
+    from functools import partial
+
+    import backbone.vit_adapter as vit_adapter
+    import backbone.vit_ease as vit_ease
+    import backbone.vit_mos as vit_mos
+    import torch
+    from easydict import EasyDict
+
+    width = a.vit["embed_dim"]
+    state = torch.load(a.adapter_vit)
+
+    def build(module, run_args, num_classes: int, extra: dict):
+        tuning = EasyDict(
+            ffn_adapt=True,
+            ffn_option="parallel",
+            ffn_adapter_layernorm_option="none",
+            ffn_adapter_init_option="lora",
+            ffn_adapter_scalar="0.1",
+            ffn_num=run_args["ffn_num"],
+            d_model=width,
+            vpt_on=False,
+            vpt_num=0,
+            **extra,
+        )
+        model = module.VisionTransformer(
+            patch_size=a.vit["patch_size"],
+            embed_dim=width,
+            depth=a.vit["depth"],
+            num_heads=a.vit["num_heads"],
+            img_size=a.vit["img_size"],
+            mlp_ratio=4,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_classes=num_classes,
+            global_pool=False,
+            drop_path_rate=0.0,
+            tuning_config=tuning,
+        )
+        if "norm.weight" not in state:
+            model.norm = torch.nn.Identity()
+        msg = model.load_state_dict(state, strict=False)
+        assert not msg.unexpected_keys, msg.unexpected_keys
+        new = [k for k in msg.missing_keys if "adapt" not in k]  # adaptmlp, cur_adapter
+        assert all(k.startswith("head.") for k in new), msg.missing_keys
+        model.out_dim = width
+        return model, msg
+
+    def check(model, probe_forward) -> None:
+        if ADAPTER_CHECK:
+            return
+        probe = torch.rand(
+            2, 3, a.image_size, a.image_size, generator=torch.Generator().manual_seed(0)
+        )
+        traced = torch.jit.load(str(a.backbone), map_location="cpu")
+        with torch.no_grad():
+            diff = float((probe_forward(model.eval(), probe) - traced(probe)).abs().max())
+        ADAPTER_CHECK["max_abs_diff"] = diff
+        assert diff < 1e-3, f"PILOT's adapter ViT differs from the clbench network by {diff}"
+
+    def get_backbone(run_args, pretrained=False):
+        kind = run_args["backbone_type"]
+        if kind in ("clbench_adapter", "clbench_ease"):
+            if kind == "clbench_adapter":
+                model, msg = build(vit_adapter, run_args, 0, {})
+            else:
+                model, msg = build(vit_ease, run_args, 0, {"_device": run_args["device"][0]})
+            for name, param in model.named_parameters():
+                param.requires_grad = name in msg.missing_keys
+            check(model, lambda m, x: m(x))
+            return model.eval()
+        if kind == "clbench_mos":
+            extra = {
+                "_device": run_args["device"][0],
+                "adapter_momentum": run_args["adapter_momentum"],
+            }
+            model, _ = build(vit_mos, run_args, run_args["nb_classes"], extra)
+            with torch.no_grad():
+                torch.nn.init.trunc_normal_(model.head.weight, std=0.02)
+                torch.nn.init.zeros_(model.head.bias)
+            for name, param in model.named_parameters():
+                param.requires_grad = "head" in name or "adapter" in name
+            check(model, lambda m, x: m(x)["features"])
+            return model
+        return previous(run_args, pretrained)
+
+    inc_net.get_backbone = get_backbone
+    own_mosnet_init = inc_net.MOSNet.__init__
+
+    def mosnet_init(self, run_args, pretrained):
+        own_mosnet_init(self, run_args, pretrained)
+        self.backbone.out_dim = width
+
+    inc_net.MOSNet.__init__ = mosnet_init
+
+    # EaseNet.forward (utils/inc_net.py:1035) calls forward_reweight without out_dim, whose
+    # default is 768 (backbone/linears.py:138): the subspace width is the ViT's.
+    import backbone.linears as linears
+
+    own_reweight = linears.EaseCosineLinear.forward_reweight
+
+    def forward_reweight(self, x, cur_task, *args, out_dim=768, **kwargs):
+        return own_reweight(
+            self, x, cur_task, *args, out_dim=width if out_dim == 768 else out_dim, **kwargs
+        )
+
+    linears.EaseCosineLinear.forward_reweight = forward_reweight
+
+
+def merge_once() -> None:
+    """A diagnostic variant of PILOT's MOS, to measure what its in-forward merging does.
+
+    ``VisionTransformer.forward_features`` (``backbone/vit_mos.py:360-375``) calls
+    ``reweight_adapter`` inside its loop over blocks, and ``reweight_adapter`` (lines
+    328-345) assigns ``.data`` in place: every forward pass, training or test, pulls the
+    adapter it uses (the stored ones of earlier tasks included) ``depth`` times towards
+    the mean of the earlier snapshots. Here ``forward_features`` sees an identity
+    ``reweight_adapter``; ``adapter_merge`` (after each optimiser step, line 303) keeps
+    PILOT's. Used only with ``--mos-merge-once``, in results tagged as such.
+    """
+    import backbone.vit_mos as vit_mos
+
+    own = vit_mos.VisionTransformer.forward_features
+
+    def forward_features(self, x, adapter_id, train):
+        self.reweight_adapter = lambda adapter, idx: adapter  # shadows the method
+        try:
+            return own(self, x, adapter_id, train)
+        finally:
+            del self.reweight_adapter
+
+    vit_mos.VisionTransformer.forward_features = forward_features
 
 
 def buffer_stats(record) -> dict:
