@@ -330,6 +330,43 @@ def share_projection(learner, seed: int) -> None:
     learner.optimise_ridge_parameter = optimise_ridge_parameter
 
 
+def pilot_vit(module, vit: dict, num_classes: int, ffn_num, **tuning):
+    """PILOT's adapter ViT class ``module.VisionTransformer`` at the shape ``vit`` describes,
+    with PILOT's tuning config for parallel LoRA-initialised adapters (plus ``tuning``)."""
+    from functools import partial
+
+    import torch
+    from easydict import EasyDict
+
+    width = vit["embed_dim"]
+    config = EasyDict(
+        ffn_adapt=True,
+        ffn_option="parallel",
+        ffn_adapter_layernorm_option="none",
+        ffn_adapter_init_option="lora",
+        ffn_adapter_scalar="0.1",
+        ffn_num=ffn_num,
+        d_model=width,
+        vpt_on=False,
+        vpt_num=0,
+        **tuning,
+    )
+    return module.VisionTransformer(
+        patch_size=vit["patch_size"],
+        embed_dim=width,
+        depth=vit["depth"],
+        num_heads=vit["num_heads"],
+        img_size=vit["img_size"],
+        mlp_ratio=4,
+        qkv_bias=True,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_classes=num_classes,
+        global_pool=False,
+        drop_path_rate=0.0,
+        tuning_config=config,
+    )
+
+
 def register_sema(a, inc_net, own_backbone) -> None:
     """SEMA-CL on a ViT-S: the adaptations it needs from outside, each for one hard-coded line.
 
@@ -344,13 +381,11 @@ def register_sema(a, inc_net, own_backbone) -> None:
     The wrappers below only record z-scores, expansions and phase timings.
     """
     import types
-    from functools import partial
 
     import backbone.sema_block as sema_block
     import backbone.vit_sema as vit_sema
     import models.sema as sema
     import torch
-    from easydict import EasyDict
 
     if not torch.cuda.is_available():
         torch.nn.Module.cuda = lambda self, device=None: self
@@ -359,36 +394,17 @@ def register_sema(a, inc_net, own_backbone) -> None:
     def get_backbone(run_args, pretrained=False):
         if run_args["backbone_type"] != "clbench":
             return own_backbone(run_args, pretrained)
-        tuning = EasyDict(
-            ffn_adapt=True,
-            ffn_option="parallel",
-            ffn_adapter_layernorm_option="none",
-            ffn_adapter_init_option="lora",
-            ffn_adapter_scalar="0.1",
-            ffn_num=run_args["ffn_num"],
+        model = pilot_vit(
+            vit_sema,
+            a.vit,
+            0,
+            run_args["ffn_num"],
             ffn_adapter_type=run_args["ffn_adapter_type"],
-            d_model=width,
-            vpt_on=False,
-            vpt_num=0,
             exp_threshold=run_args["exp_threshold"],
             adapt_start_layer=run_args["adapt_start_layer"],
             adapt_end_layer=run_args["adapt_end_layer"],
             rd_dim=run_args["rd_dim"],
             buffer_size=run_args["buffer_size"],
-        )
-        model = vit_sema.VisionTransformer(
-            patch_size=a.vit["patch_size"],
-            embed_dim=width,
-            depth=a.vit["depth"],
-            num_heads=a.vit["num_heads"],
-            img_size=a.vit["img_size"],
-            mlp_ratio=4,
-            qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            num_classes=0,
-            global_pool=False,
-            drop_path_rate=0.0,
-            tuning_config=tuning,
         )
         msg = model.load_state_dict(torch.load(a.vit_state), strict=False)
         assert not msg.unexpected_keys, msg.unexpected_keys
@@ -506,44 +522,17 @@ def register_adapter_vit(a, inc_net, previous) -> None:
     at zero) is checked against the traced clbench network, so both sides start from
     the same function.
     """
-    from functools import partial
 
     import backbone.vit_adapter as vit_adapter
     import backbone.vit_ease as vit_ease
     import backbone.vit_mos as vit_mos
     import torch
-    from easydict import EasyDict
 
     width = a.vit["embed_dim"]
     state = torch.load(a.adapter_vit)
 
     def build(module, run_args, num_classes: int, extra: dict):
-        tuning = EasyDict(
-            ffn_adapt=True,
-            ffn_option="parallel",
-            ffn_adapter_layernorm_option="none",
-            ffn_adapter_init_option="lora",
-            ffn_adapter_scalar="0.1",
-            ffn_num=run_args["ffn_num"],
-            d_model=width,
-            vpt_on=False,
-            vpt_num=0,
-            **extra,
-        )
-        model = module.VisionTransformer(
-            patch_size=a.vit["patch_size"],
-            embed_dim=width,
-            depth=a.vit["depth"],
-            num_heads=a.vit["num_heads"],
-            img_size=a.vit["img_size"],
-            mlp_ratio=4,
-            qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            num_classes=num_classes,
-            global_pool=False,
-            drop_path_rate=0.0,
-            tuning_config=tuning,
-        )
+        model = pilot_vit(module, a.vit, num_classes, run_args["ffn_num"], **extra)
         if "norm.weight" not in state:
             model.norm = torch.nn.Identity()
         msg = model.load_state_dict(state, strict=False)
