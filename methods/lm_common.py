@@ -70,7 +70,9 @@ def answer_loss(model: torch.nn.Module, ids, mask, positions, labels) -> torch.T
     (Gemma 3: 262k x 640), most of its time. Needs left-padded batches (``lm_batches``).
     """
     answer_cols = (labels != IGNORE).any(0).nonzero()
-    first = int(answer_cols[0]) if len(answer_cols) else labels.shape[1] - 1
+    # an answer token at column 0 (an empty prompt) has no position predicting it, as in
+    # the shifted loss of transformers: the first predicted column is at least 1
+    first = max(1, int(answer_cols[0])) if len(answer_cols) else labels.shape[1] - 1
     keep = labels.shape[1] - first + 1  # position t predicts token t + 1
     kwargs = {"logits_to_keep": keep} if takes_logits_to_keep(model) else {}
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs).logits

@@ -142,8 +142,9 @@ def test_answer_loss_equals_the_full_vocabulary_loss_on_right_padded_rows(monkey
         ("Count the apples: one", " two three four"),
         ("x" * 90, "bb"),  # cut from the left to fit 40 tokens
         ("Q: fire?", "no way"),
+        ("", "yes"),  # nothing predicts the answer's first token: skipped, as transformers does
     ]
-    ((ids, mask, positions, labels),) = list(lm_common.lm_batches(lm, pairs, 4, seed=0))
+    ((ids, mask, positions, labels),) = list(lm_common.lm_batches(lm, pairs, 5, seed=0))
     assert (mask[:, -1] == 1).all() and (labels[:, -1] == lm.tokenizer.eos_token_id).all()
     # the same rows right-padded, the way the model's own labels= loss expects them
     order = torch.argsort(1 - mask, dim=1, stable=True)
@@ -151,6 +152,11 @@ def test_answer_loss_equals_the_full_vocabulary_loss_on_right_padded_rows(monkey
     want = lm.model(input_ids=right[0], attention_mask=right[1], labels=right[2]).loss
     got = lm_common.answer_loss(lm.model, ids, mask, positions, labels)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # a batch whose widest row has an empty prompt: its first answer token is at column 0
+    alone = list(lm_common.lm_batches(lm, [("", "yes")], 1, seed=0))[0]
+    assert alone[3][0, 0] != lm_common.IGNORE
+    own = lm.model(input_ids=alone[0], attention_mask=alone[1], labels=alone[3]).loss
+    torch.testing.assert_close(lm_common.answer_loss(lm.model, *alone), own, atol=1e-5, rtol=1e-5)
     # and without logits_to_keep (models that do not take it) the number is the same
     monkeypatch.setattr(lm_common, "takes_logits_to_keep", lambda model: False)
     torch.testing.assert_close(lm_common.answer_loss(lm.model, ids, mask, positions, labels), got)
