@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import resource
 import time
+
+
+def cpu_seconds(children: bool = False) -> float:
+    """User + system CPU seconds of this process (or of its finished children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 @contextlib.contextmanager

@@ -18,13 +18,13 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from cpu_timing import cpu_seconds  # the sibling module
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -81,16 +81,6 @@ def adapter_vit_args(learner: str, vit: dict | None) -> list[str]:
 def nice_increment() -> str:
     """What brings the reference to niceness 10 (the harness itself may already run niced)."""
     return str(max(0, 10 - os.nice(0)))
-
-
-def child_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def pilot_metrics(records: list[dict]) -> dict:
@@ -165,11 +155,11 @@ def run_pilot(
         *extra,
         *(["--mos-merge-once"] if a.pilot_mos_merge_once else []),
     ]
-    before = child_cpu_seconds()
+    before = cpu_seconds(children=True)
     if not (out.exists() and a.reuse):
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
     found = json.loads(out.read_text())
-    found["cpu_seconds_total"] = child_cpu_seconds() - before
+    found["cpu_seconds_total"] = cpu_seconds(children=True) - before
     return found
 
 
@@ -199,11 +189,11 @@ def run_clbench(a: argparse.Namespace, data: Path, shuffle: bool = True):
         },
         device="cpu",
     )
-    began, cpu = time.perf_counter(), own_cpu_seconds()
+    began, cpu = time.perf_counter(), cpu_seconds()
     with timed_fit(a.method) as phases:
         result = run(spec)
     result.extra["train_phases"] = phases
-    return result, time.perf_counter() - began, own_cpu_seconds() - cpu
+    return result, time.perf_counter() - began, cpu_seconds() - cpu
 
 
 @contextlib.contextmanager
@@ -394,11 +384,11 @@ def compare_sema(a: argparse.Namespace) -> dict:
         "--vit-state", vit["file"], "--vit", json.dumps(vit["vit"]),
         "--set", "shuffle=false", "--set", f"func_epoch={a.epochs}", "--set", f"rd_epoch={rd_epochs}", "--set", f"exp_threshold={a.threshold:g}",
     ]  # fmt: skip
-    before = child_cpu_seconds()
+    before = cpu_seconds(children=True)
     if not (out.exists() and a.reuse):
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
     ref = json.loads(out.read_text())
-    ref_cpu = child_cpu_seconds() - before
+    ref_cpu = cpu_seconds(children=True) - before
     a.method, a.backbone, a.init_cls, a.increment = (
         "sema",
         "dinov2-vits14:final",
