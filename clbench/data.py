@@ -144,7 +144,7 @@ class Inputs:
     ``output`` says what ``predict`` must return (the task's scorer decides). Only in a
     task-incremental scenario, where the task identity is given anyway, ``classes`` and
     ``class_names`` name the tested task's label space (CLIP-style methods build text
-    prompts from them).
+    prompts from them, with the dataset's ``prompt_template`` where it has one).
     """
 
     source: str
@@ -155,6 +155,7 @@ class Inputs:
     output: OutputKind = "class-scores"
     classes: np.ndarray | None = None
     class_names: tuple[str, ...] | None = None
+    prompt_template: str | None = None
 
     def __len__(self) -> int:
         return len(self.keys)

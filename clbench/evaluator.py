@@ -154,7 +154,11 @@ class Evaluator:
             return 0.0
         scorer = get_scorer(task.scorer)
         label_space = (
-            {"classes": task.classes, "class_names": task.class_names}
+            {
+                "classes": task.classes,
+                "class_names": task.class_names,
+                "prompt_template": task.prompt_template,
+            }
             if scenario.task_incremental
             else {}
         )

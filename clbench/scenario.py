@@ -41,6 +41,9 @@ class TrainTask:
     name: str | None = None
     """The task's own name where it has one (an instruction task, an MTIL dataset)."""
     scorer: str = "accuracy"
+    prompt_template: str | None = None
+    """The dataset's text prompt for its class names (``"a photo of a {}, a type of pet."``)
+    where its protocol fixes one (MTIL); CLIP-style learners default to it."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Task:
     name: str | None = None
     scorer: str = "accuracy"
     """How outputs on ``test`` become per-sample scores (``clbench.scoring``)."""
+    prompt_template: str | None = None
 
     def train_view(self) -> TrainTask:
         return TrainTask(
@@ -66,6 +70,7 @@ class Task:
             self.class_names,
             self.name,
             self.scorer,
+            self.prompt_template,
         )
 
 

@@ -18,7 +18,8 @@ class-to-image cross-entropy (each class row's softmax over the batch's images).
 The class embeddings depend on the backbone:
 
 * open_clip (``--backbone openclip:...``): text embeddings of the prompt
-  ``template.format(class name)``; the text tower carries LoRA too, so current
+  ``template.format(class name)``, by default (``template=dataset``) each dataset's
+  own prompt where the scenario fixes one (MTIL's, as CoDyRA's code uses); the text tower carries LoRA too, so current
   classes' embeddings are recomputed every step and earlier classes' once per
   task; at test time class-name prompts give zero-shot scores on any task, also
   ones not yet learned.
@@ -35,6 +36,7 @@ The class embeddings depend on the backbone:
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -97,7 +99,7 @@ class RankLoRA(Learner):
         dense_fraction: float = 0.5,
         kappa_levels: int = 50,
         scale: float = 100.0,
-        template: str = DEFAULT_TEMPLATE,
+        template: str = "dataset",
         gate_rule: str = "paper",
         train: TrainConfig | dict | None = None,
     ) -> None:
@@ -113,6 +115,11 @@ class RankLoRA(Learner):
                 f"unknown gate_rule {gate_rule!r}",
                 "use paper (the proximal step) or reference (what CoDyRA's code computes)",
             )
+        if template != "dataset" and "{}" not in template:
+            raise ConfigError(
+                f"template {template!r} has no '{{}}' for the class name",
+                "use template=dataset (each dataset's own prompt) or e.g. 'a photo of a {}.'",
+            )
         self.gate_rule = gate_rule
         self.rank = rank
         self.max_kappa = max_kappa
@@ -123,7 +130,8 @@ class RankLoRA(Learner):
         self.train = resolve_train(self.default_train(), train)
         self.net: Backbone | None = None
         self.head: nn.Parameter | None = None  # ViT only: (classes, dim) cosine head
-        self.class_names: list[str] = []  # CLIP only: names of the seen classes, by label
+        # CLIP only: the text prompt of every seen class, by label ("a photo of a {name}.").
+        self.class_prompts: list[str] = []
         self.ranks: list[dict[str, list[int]]] = []
         self.lora_parameters: list[int] = []
         self.logs: list[list[dict]] = []
@@ -153,16 +161,26 @@ class RankLoRA(Learner):
         return self.net
 
     # -- class embeddings ------------------------------------------------------------
-    def _text(self, names: list[str], net: Backbone | None = None) -> torch.Tensor:
+    def _prompts(self, names: Sequence[str], dataset_template: str | None) -> list[str]:
+        """``template=dataset``: the dataset's own prompt where its scenario fixes one
+        (MTIL: CoDyRA's ``template[0]``), else the generic one; otherwise ``template``."""
+        if self.template == "dataset":
+            template = dataset_template or DEFAULT_TEMPLATE
+        else:
+            template = self.template
+        return [template.format(name) for name in names]
+
+    def _text(self, prompts: list[str], net: Backbone | None = None) -> torch.Tensor:
         net = net or self.net
         assert isinstance(net, OpenClipBackbone)
-        return net.class_embeddings(names, self.template)
+        return net.prompt_embeddings(prompts)
 
     def _remember_names(self, task: TrainTask) -> None:
-        names = self.class_names + [""] * (task.seen_classes - len(self.class_names))
-        for c, name in zip(task.classes, task.class_names, strict=True):
-            names[int(c)] = name
-        self.class_names = names
+        prompts = self.class_prompts + [""] * (task.seen_classes - len(self.class_prompts))
+        new = self._prompts(task.class_names, task.prompt_template)
+        for c, prompt in zip(task.classes, new, strict=True):
+            prompts[int(c)] = prompt
+        self.class_prompts = prompts
 
     @torch.no_grad()
     def _grow_head(self, task: TrainTask) -> None:
@@ -245,8 +263,8 @@ class RankLoRA(Learner):
         net, device = self.net, self.ctx.device
         assert isinstance(net, OpenClipBackbone)
         with torch.no_grad():  # earlier classes: fixed for the task, as in the reference
-            old = self._text(self.class_names[:known]) if known else None
-        current = self.class_names[known : task.seen_classes]
+            old = self._text(self.class_prompts[:known]) if known else None
+        current = self.class_prompts[known : task.seen_classes]
 
         def step(batch):
             images, labels = batch
@@ -274,16 +292,17 @@ class RankLoRA(Learner):
         if inputs.class_names:
             # Task-incremental (MTIL): the tested task's own label space, by name.
             classes = np.asarray(inputs.classes, dtype=np.int64)
-            text = self._text(list(inputs.class_names), net).cpu()
+            prompts = self._prompts(inputs.class_names, inputs.prompt_template)
+            text = self._text(prompts, net).cpu()
             scores = torch.full((len(inputs), int(classes.max()) + 1), float("-inf"))
             scores[:, torch.from_numpy(classes)] = scale * feats @ text.T
             return scores
-        if not self.class_names:
+        if not self.class_prompts:
             raise ConfigError(
                 "CLIP without a task id scores the class names it has seen, and none yet",
                 "test unseen tasks zero-shot in a task-incremental scenario (MTIL)",
             )
-        return scale * feats @ self._text(self.class_names, net).cpu().T
+        return scale * feats @ self._text(self.class_prompts, net).cpu().T
 
     # -- reporting -------------------------------------------------------------------
     def trainable_parameters(self) -> int:

@@ -34,7 +34,7 @@ from clbench.registry import register_scenario
 from clbench.scenario import Scenario, Task
 from clbench.scenarios.emoji import EMOJI_IMAGE_SIZE, read_emoji
 from clbench.scenarios.readers.fashion_mnist import read_fashion_mnist
-from clbench.scenarios.readers.mtil import MTIL_ORDER, XTAIL_ORDER
+from clbench.scenarios.readers.mtil import MTIL_ORDER, PROMPT_TEMPLATES, XTAIL_ORDER
 
 SHOT_SEED = 1
 
@@ -62,8 +62,11 @@ def multi_domain(
     task_incremental: bool = True,
     evaluate_unseen: bool = True,
     protocol: dict | None = None,
+    templates: dict[str, str] | None = None,
 ) -> Scenario:
-    """One task per dataset, each with its own classes (offset into one global label range)."""
+    """One task per dataset, each with its own classes (offset into one global label range);
+    ``templates`` gives a dataset's text prompt for its class names (on its Task)."""
+    templates = templates or {}
     if not datasets:
         raise ConfigError(f"{name}: a multi-domain stream needs at least one dataset")
     tasks, names, offset = [], [], 0
@@ -74,10 +77,25 @@ def multi_domain(
         test = per_class(data.test, test_per_class, shot_seed).relabel(shift)
         classes = np.arange(offset, offset + n)
         tasks.append(
-            Task(index, classes, offset + n, train, test, domain, tuple(data.class_names), domain)
+            Task(
+                index,
+                classes,
+                offset + n,
+                train,
+                test,
+                domain,
+                class_names=tuple(data.class_names),
+                name=domain,
+                prompt_template=templates.get(domain),
+            )
         )
         names += list(data.class_names)
         offset += n
+    if templates:  # recorded where a protocol fixes them (MTIL, X-TAIL)
+        protocol = {
+            "prompt_templates": {d: templates.get(d) for d, _ in datasets},
+            **(protocol or {}),
+        }
     return Scenario(
         name=name,
         kind="class-incremental",
@@ -113,7 +131,14 @@ def mtil(
     """MTIL (ZSCL): 11 datasets in sequence, each its own label space, zero-shot before learned; shots=5 for few-shot."""
     names = _datasets(datasets, list(MTIL_ORDER))
     stream = [(n, MTIL_ORDER[n]()) for n in names]
-    return multi_domain(stream, "mtil", shots, shot_seed=shot_seed, protocol={"image_size": 224})
+    return multi_domain(
+        stream,
+        "mtil",
+        shots,
+        shot_seed=shot_seed,
+        protocol={"image_size": 224},
+        templates=PROMPT_TEMPLATES,
+    )
 
 
 @register_scenario("xtail")
@@ -133,6 +158,7 @@ def xtail(
         task_incremental=False,
         evaluate_unseen=False,
         protocol={"image_size": 224},
+        templates=PROMPT_TEMPLATES,
     )
 
 

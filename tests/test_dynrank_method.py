@@ -99,13 +99,13 @@ def test_class_to_image_loss_is_the_reference_soft_target_cross_entropy():
     torch.testing.assert_close(class_to_image_loss(logits, labels), expected)
 
 
-def _clip_stream() -> Scenario:
+def _clip_stream(templates: dict[str, str] | None = None) -> Scenario:
     parts = []
     for d, names in enumerate((["red square", "blue circle"], ["cat", "dog", "bird"])):
         classes = list(range(len(names)))
         task, test = synthetic_task(0, classes, len(names), shift=30 * d, per_class=4, seed=d)
         parts.append((f"set{d}", LabelledData(f"set{d}", names, task.train, test)))
-    return multi_domain(parts, "clip-synthetic")
+    return multi_domain(parts, "clip-synthetic", templates=templates)
 
 
 def test_dynrank_on_clip_runs_mtil_with_zero_shot_before_learning():
@@ -122,7 +122,32 @@ def test_dynrank_on_clip_runs_mtil_with_zero_shot_before_learning():
     )
     assert all(len(v) == 4 for k, v in kept.items() if k.endswith("attn"))  # q, k, v, out
     assert count_parameters(learner.net, trainable_only=False) == base
-    assert learner.class_names == ["red square", "blue circle", "cat", "dog", "bird"]
+    assert learner.class_prompts == [
+        f"a photo of a {name}." for name in ["red square", "blue circle", "cat", "dog", "bird"]
+    ]
+
+
+@pytest.mark.parametrize("template", ["dataset", "art of the {}."])
+def test_clip_prompts_follow_each_datasets_template_unless_one_is_given(template, monkeypatch):
+    backbone = openclip_backbone("tiny")
+    ctx = RunContext(backbone=backbone, cache=FeatureCache(None), batch_size=16)
+    scenario = _clip_stream({"set0": "a drawing of a {} shape."})  # set1 has none
+    seen: list[list[str]] = []
+    encode = type(backbone).prompt_embeddings
+    monkeypatch.setattr(
+        type(backbone), "prompt_embeddings", lambda net, p: seen.append(list(p)) or encode(net, p)
+    )
+    learner = DynRank(rank=2, template=template, train={"max_steps": 2, "batch_size": 4})
+    Evaluator(scenario, learner, ctx).run()
+    if template == "dataset":
+        shapes = ["a drawing of a red square shape.", "a drawing of a blue circle shape."]
+        animals = ["a photo of a cat.", "a photo of a dog.", "a photo of a bird."]
+    else:
+        shapes = ["art of the red square.", "art of the blue circle."]
+        animals = ["art of the cat.", "art of the dog.", "art of the bird."]
+    assert learner.class_prompts == shapes + animals  # what training used, by label
+    assert shapes in seen and animals in seen  # task-IL tests: each dataset's own prompts
+    assert {p for batch in seen for p in batch} == set(shapes + animals)
 
 
 def test_clip_without_task_ids_scores_the_learned_class_names():
@@ -145,5 +170,7 @@ def test_bad_options_are_refused():
         DynRank(rank=0)
     with pytest.raises(ConfigError):
         DynRank(dense_fraction=1.0)
+    with pytest.raises(ConfigError, match="no '{}'"):
+        DynRank(template="a photo")
     with pytest.raises(ConfigError):
         DynRank(train={"no_such_option": 1})

@@ -106,6 +106,14 @@ def test_mtil_stream_offsets_label_spaces_and_tests_unseen(mtil_root):
     assert [list(t.classes) for t in scenario.tasks] == [[0, 1, 2], [3, 4], list(range(5, 15))]
     assert scenario.tasks[1].class_names == ("banded", "zigzagged")
     assert scenario.class_names[3:5] == ["banded", "zigzagged"]
+    # Each dataset's own prompt (ZSCL's first template), on its task and in the protocol.
+    assert [t.prompt_template for t in scenario.tasks] == [
+        "a photo of a {}, a type of aircraft.",
+        "a photo of a {} texture.",
+        'a photo of the number: "{}".',
+    ]
+    assert scenario.tasks[2].train_view().prompt_template == 'a photo of the number: "{}".'
+    assert scenario.protocol["prompt_templates"]["dtd"] == "a photo of a {} texture."
     for t in scenario.tasks:
         assert set(t.train.labels) <= set(t.classes) and set(t.test.labels) <= set(t.classes)
         assert np.bincount(t.train.labels - t.classes[0]).max() == 1  # one shot per class

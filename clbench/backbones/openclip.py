@@ -57,8 +57,12 @@ class OpenClipBackbone(Backbone):
         self, class_names: Sequence[str], template: str = DEFAULT_TEMPLATE
     ) -> torch.Tensor:
         """L2-normalised text embeddings of ``template.format(name)`` for every class."""
+        return self.prompt_embeddings([template.format(n) for n in class_names])
+
+    def prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
+        """L2-normalised text embeddings of the given prompts, one row each."""
         device = next(self.model.parameters()).device
-        tokens = self.tokenize([template.format(n) for n in class_names]).to(device)
+        tokens = self.tokenize(list(prompts)).to(device)
         return F.normalize(self.encode_text(tokens).float(), dim=-1)
 
     def logit_scale(self) -> torch.Tensor:

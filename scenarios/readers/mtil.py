@@ -375,5 +375,21 @@ MTIL_ORDER: dict[str, Callable[[], LabelledData]] = {
     "cars": read_cars,
     "sun397": read_sun397,
 }
+#: The text prompt of each dataset's class names: the first of ZSCL's templates per
+#: dataset (CLIP's prompt-engineering set), the one CoDyRA's code uses (``template[0]``).
+#: One generic "a photo of a {}." changes zero-shot MTIL scores (MNIST's digits most).
+PROMPT_TEMPLATES: dict[str, str] = {
+    "aircraft": "a photo of a {}, a type of aircraft.",
+    "caltech101": "a photo of a {}.",
+    "cifar100": "a photo of a {}.",
+    "dtd": "a photo of a {} texture.",
+    "eurosat": "a centered satellite photo of {}.",
+    "flowers": "a photo of a {}, a type of flower.",
+    "food": "a photo of a {}, a type of food.",
+    "mnist": 'a photo of the number: "{}".',
+    "oxford-pet": "a photo of a {}, a type of pet.",
+    "cars": "a photo of a {}, a type of car.",
+    "sun397": "a photo of a {}.",
+}
 #: X-TAIL: the same datasets without CIFAR100.
 XTAIL_ORDER = [d for d in MTIL_ORDER if d != "cifar100"]
