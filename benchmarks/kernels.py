@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import clbench.kernels as kernels
+from clbench.kernels.products import machine_key
 
 DIMS = 768
 CLASSES = 100
@@ -273,6 +274,8 @@ def main() -> None:
         f"# clbench.kernels benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"CUDA {'available' if torch.cuda.is_available() else 'not available (CPU only)'}"
     )
+    # The product's speed (hence every ratio) depends on the vector unit: say which.
+    print(f"# CPU: {machine_key()}, torch capability {torch.backends.cpu.get_cpu_capability()}")
     if args.only in (None, "memory"):
         bench_memory(sizes, QUERIES)
     if args.only in (None, "stats"):
