@@ -8,8 +8,11 @@ concatenation [frozen PTM feature, adapted feature] of its training images
 (test-time transform); scores are cosine similarities. The temporary head of
 the adaptation is a Linear (``adapt_head=linear``) or, as PILOT's
 ``aper_*`` learners train it (their ``SimpleVitNet`` fc is a ``CosineLinear``),
-a learned-scale cosine classifier (``adapt_head=cosine``); see
-reports/fidelity.md. The frozen half comes
+a learned-scale cosine classifier (``adapt_head=cosine``). Linear is the default
+because the cosine head's scale starts at 1 and, on clbench's short first
+sessions, its adapter does not train (12 % training accuracy after the default 20
+epochs on emoji-cil, APER then scoring SimpleCIL's number; Linear: 41-43 %, Ā
++1.4 to +2.3); see reports/fidelity.md, section 5. The frozen half comes
 from the persistent feature cache, the adapted half from the in-run cache.
 
 Training defaults (``--set train.KEY=...``): SGD (momentum 0.9), lr 0.01 (0.001
