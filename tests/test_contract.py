@@ -44,6 +44,10 @@ FAST_EXTRA = {
     # The tiny ViT has 4 blocks; the defaults (ViT-B) prompt blocks up to 4.
     "dualprompt": {"e_layers": (2, 3)},
     "coda_prompt": {"layers": (0, 1, 2, 3)},
+    # CoDyRA counts iterations (500 by default, whatever the epochs): 6 still reach the
+    # gate thresholding (from half-way) and the merge.
+    "dynrank": {"train": {**FAST["train"], "max_steps": 6}},
+    "lora": {"train": {**FAST["train"], "max_steps": 6}},
 }
 
 
