@@ -14,13 +14,21 @@ each class row of W_o first, as LAMDA-PILOT's port does (its ridge head sits in
 a ``CosineLinear``, ``backbone/linears.py:58``); kept for parity with PILOT,
 see reports/fidelity.md.
 
-lambda is chosen from ``ridges`` on a held-out part of the *training* data: a
-fraction ``holdout`` of the current task's samples is left out, the head is
-solved from the earlier tasks' statistics plus the rest, and the lambda with
-the least squared error against the one-hot labels of the held-out samples
-wins. (PILOT fits on the current task's first 80% alone; here the held-out
-error is that of the head the run will actually use, over every seen class.)
-The final head is solved from all statistics with that lambda.
+lambda is chosen from ``ridges`` on a held-out fraction ``holdout`` of the
+current task's training samples (a seeded random split), by the least squared
+error against their one-hot labels. ``ridge_fit`` says what the candidate heads
+are fitted on:
+
+- ``task`` (default): the rest of the current task's samples alone, the rule of
+  the authors' code (RanPAC/RanPAC ``RanPAC.py:138-150``) and of PILOT
+  (``models/ranpac.py:66-78``). It is solved in the dual, from the n x n kernel
+  of the fitted samples (n a few hundred), so no M x M system is decomposed:
+  H^T (H H^T + lambda I)^-1 Y equals (H^T H + lambda I)^-1 H^T Y.
+- ``seen``: the earlier tasks' statistics plus the rest of the current task, so
+  the held-out error is that of the head the run will actually use, over every
+  seen class; it needs one eigendecomposition of the M x M Gram per task.
+
+The final head is solved from all statistics with the chosen lambda.
 
 Defaults: PILOT's ImageNet-R configuration (``exps/ranpac_inr.json``): adapter
 bottleneck 64, 10 epochs, SGD lr 0.05, batch 16, weight decay 0.005, cosine,
@@ -43,6 +51,7 @@ from clbench.training import TrainConfig, resolve_train
 
 FIRST_SESSION = ("adapter", "frozen")
 HEAD_SCORING = ("product", "cosine")
+RIDGE_FIT = ("task", "seen")
 RIDGES = tuple(10.0**k for k in range(-8, 9))
 
 
@@ -96,6 +105,31 @@ def select_ridge(
     return ridges[best], errors
 
 
+def select_ridge_on_task(
+    fitted: torch.Tensor,
+    fitted_labels: torch.Tensor,
+    held_out: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    ridges: tuple[float, ...],
+) -> tuple[float, list[float]]:
+    """The ridge whose head fitted on ``fitted`` alone has the least one-hot MSE on ``held_out``.
+
+    The dual form: with K = H H^T = U diag(s) U^T (n x n), the held-out scores
+    of the head (H^T H + r I)^-1 H^T Y are H_val H^T U diag(1 / (s + r)) U^T Y.
+    """
+    eigenvalues, vectors = torch.linalg.eigh(fitted @ fitted.T)
+    target = torch.nn.functional.one_hot(labels, num_classes).double()
+    projected_y = vectors.T @ torch.nn.functional.one_hot(fitted_labels, num_classes).double()
+    projected_x = (held_out @ fitted.T) @ vectors  # (n_val, n)
+    errors = []
+    for ridge in ridges:
+        scores = projected_x @ (projected_y / (eigenvalues.clamp_min(0) + ridge)[:, None])
+        errors.append(float(((scores - target) ** 2).mean()))
+    best = min(range(len(ridges)), key=errors.__getitem__)
+    return ridges[best], errors
+
+
 @register_method("ranpac")
 class RanPAC(FeatureLearner):
     """Random projection + ReLU to M dims, exact running Gram, ridge head with a held-out lambda."""
@@ -109,6 +143,7 @@ class RanPAC(FeatureLearner):
         bottleneck: int = 64,
         adapter_scale: float = 0.1,
         head_scoring: str = "product",
+        ridge_fit: str = "task",
         train: TrainConfig | dict | None = None,
     ) -> None:
         if first_session not in FIRST_SESSION:
@@ -119,6 +154,11 @@ class RanPAC(FeatureLearner):
             raise ConfigError(
                 f"unknown head_scoring {head_scoring!r}",
                 f"use one of {', '.join(HEAD_SCORING)} (--set head_scoring=product)",
+            )
+        if ridge_fit not in RIDGE_FIT:
+            raise ConfigError(
+                f"unknown ridge_fit {ridge_fit!r}",
+                f"use one of {', '.join(RIDGE_FIT)} (--set ridge_fit=task)",
             )
         if projection_dim <= 0 or not 0.0 < holdout < 1.0 or not ridges or min(ridges) <= 0:
             raise ConfigError(
@@ -133,6 +173,7 @@ class RanPAC(FeatureLearner):
         self.bottleneck = bottleneck
         self.adapter_scale = adapter_scale
         self.head_scoring = head_scoring
+        self.ridge_fit = ridge_fit
         self.adapted: Adapted | None = None
         self.projection: torch.Tensor | None = None
         self.stats: ClassStats | None = None
@@ -177,12 +218,16 @@ class RanPAC(FeatureLearner):
         order = torch.randperm(len(h), generator=torch.Generator().manual_seed(len(self.selected)))
         cut = max(1, int(round(len(h) * self.holdout)))
         held, fit_rows = order[:cut], order[cut:]
-        ridge, errors = select_ridge(
-            class_stats(h[fit_rows], labels[fit_rows], seen_classes, outer=True, stats=self.stats),
-            h[held],
-            labels[held],
-            self.ridges,
-        )
+        if self.ridge_fit == "task" and len(fit_rows) <= self.projection_dim:
+            ridge, errors = select_ridge_on_task(
+                h[fit_rows], labels[fit_rows], h[held], labels[held], seen_classes, self.ridges
+            )
+        else:  # "seen", or a task with more samples than M (the primal is then smaller)
+            earlier = self.stats if self.ridge_fit == "seen" else None
+            fitted = class_stats(
+                h[fit_rows], labels[fit_rows], seen_classes, outer=True, stats=earlier
+            )
+            ridge, errors = select_ridge(fitted, h[held], labels[held], self.ridges)
         self.selected.append({"ridge": ridge, "held_out": int(cut), "errors": errors})
         self.stats = class_stats(h, labels, seen_classes, outer=True, stats=self.stats)
         self.head = ridge_solve(self.stats, ridge).float()

@@ -24,6 +24,7 @@ from clbench.methods.ranpac import (
     ridge_solve,
     score_head,
     select_ridge,
+    select_ridge_on_task,
 )
 from clbench.methods.slca import SLCA
 from clbench.training import make_optimizer
@@ -68,6 +69,52 @@ def test_ranpac_ridge_is_the_held_out_minimiser():
     assert len(set(round(e, 12) for e in errors)) > 1  # the candidates really differ
 
 
+def test_ranpac_task_ridge_is_the_primal_minimiser_from_the_dual():
+    # The dual (n x n kernel) errors equal the primal heads fitted on the task's rows alone.
+    torch.manual_seed(2)
+    h = torch.relu(torch.randn(50, 80, dtype=torch.float64))  # n < M: the dual path
+    y = torch.randint(0, 5, (50,))
+    fit, held = slice(0, 38), slice(38, 50)
+    ridges = (1e-2, 1.0, 10.0, 1e2, 1e4)
+    best, errors = select_ridge_on_task(h[fit], y[fit], h[held], y[held], 5, ridges)
+    stats = class_stats(h[fit], y[fit], 5, outer=True)
+    target = F.one_hot(y[held], 5).double()
+    brute = [float(((h[held] @ ridge_solve(stats, r).T - target) ** 2).mean()) for r in ridges]
+    assert errors == pytest.approx(brute, rel=1e-6)
+    assert best == ridges[min(range(len(brute)), key=brute.__getitem__)]
+    assert len(set(round(e, 12) for e in errors)) > 1
+
+
+@pytest.mark.parametrize("projection_dim", [64, 8])  # dual (n <= M) and primal (n > M) paths
+def test_ranpac_ridge_fit_rules_use_what_they_say(projection_dim):
+    torch.manual_seed(4)
+    f1, f2 = torch.randn(40, 6), torch.randn(30, 6) + 0.3
+    y1, y2 = torch.randint(0, 3, (40,)), torch.randint(3, 6, (30,))
+    learners = {}
+    for rule in ("task", "seen"):
+        learner = RanPAC(first_session="frozen", projection_dim=projection_dim, ridge_fit=rule)
+        learner.ctx = tiny_context()
+        learner.absorb(f1, y1, 3)
+        learner.absorb(f2, y2, 6)
+        learners[rule] = learner
+        assert learner.hyperparameters()["ridge_fit"] == rule
+    assert RanPAC().hyperparameters()["ridge_fit"] == "task"  # the authors' rule
+    # Same split in both (seeded by the task index); the candidates' errors differ by rule.
+    h2 = random_features(f2, learners["task"].projection)
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(1))
+    held, rows = order[:6], order[6:]
+    earlier = class_stats(random_features(f1, learners["task"].projection), y1, 6, outer=True)
+    ridges = learners["task"].ridges
+    for rule, stats in (("task", None), ("seen", earlier)):
+        fitted = class_stats(h2[rows], y2[rows], 6, outer=True, stats=stats)
+        expected = select_ridge(fitted, h2[held], y2[held], ridges)[1]
+        got = learners[rule].selected[-1]["errors"]
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-12)
+    assert learners["task"].selected[-1]["errors"] != pytest.approx(
+        learners["seen"].selected[-1]["errors"], rel=1e-3
+    )
+
+
 def test_ranpac_rejects_bad_options():
     with pytest.raises(ConfigError):
         RanPAC(holdout=1.5)
@@ -75,6 +122,8 @@ def test_ranpac_rejects_bad_options():
         RanPAC(first_session="lora")
     with pytest.raises(ConfigError, match="head_scoring"):
         RanPAC(head_scoring="l2")
+    with pytest.raises(ConfigError, match="ridge_fit"):
+        RanPAC(ridge_fit="pilot")
 
 
 def test_ranpac_head_scoring_rules():

@@ -356,14 +356,15 @@ def compare_sema(a: argparse.Namespace) -> dict:
     from clbench.scenarios.emoji import read_emoji
     from clbench.scenarios.readers.fashion_mnist import read_fashion_mnist
 
-    data = a.work / "data" / f"emoji{a.emoji_classes}-fashion10x{a.fashion_per_class}"
-    meta = export_stream(
-        data,
-        [
-            (read_emoji("google", 6, False), list(range(a.emoji_classes)), None, None),
-            (read_fashion_mnist(), list(range(10)), a.fashion_per_class, a.fashion_per_class),
-        ],
-    )
+    emoji = (read_emoji("google", 6, False), list(range(a.emoji_classes)), None, None)
+    fashion = (read_fashion_mnist(), list(range(10)), a.fashion_per_class, a.fashion_per_class)
+    emoji_name, fashion_name = f"emoji{a.emoji_classes}", f"fashion10x{a.fashion_per_class}"
+    if a.fashion_first:  # grey clothing first: the descriptors then meet colour images
+        parts, name, sizes = [fashion, emoji], f"{fashion_name}-{emoji_name}", (10, a.emoji_classes)
+    else:
+        parts, name, sizes = [emoji, fashion], f"{emoji_name}-{fashion_name}", (a.emoji_classes, 10)
+    data = a.work / "data" / name
+    meta = export_stream(data, parts)
     vit = export_sema_vit(
         "dinov2-vits14:final",
         a.work / "backbones" / f"sema-dinov2-final-{a.image_size}.pt",
@@ -378,7 +379,7 @@ def compare_sema(a: argparse.Namespace) -> dict:
         "nice", "-n", nice_increment(), str(a.ref_python), str(HERE / "pilot_run.py"),
         "--pilot", str(a.ref), "--clbench", str(REPO), "--data", str(data),
         "--backbone", "-", "--feature-dim", str(vit["feature_dim"]),
-        "--config", "exps/sema_inr_10task.json", "--init-cls", str(a.emoji_classes), "--increment", "10",
+        "--config", "exps/sema_inr_10task.json", "--init-cls", str(sizes[0]), "--increment", str(sizes[1]),
         "--seed", str(a.seed), "--image-size", str(a.image_size),
         "--workdir", str(a.work / "sema-logs"), "--out", str(out),
         "--vit-state", vit["file"], "--vit", json.dumps(vit["vit"]),
@@ -389,12 +390,7 @@ def compare_sema(a: argparse.Namespace) -> dict:
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
     ref = json.loads(out.read_text())
     ref_cpu = cpu_seconds(children=True) - before
-    a.method, a.backbone, a.init_cls, a.increment = (
-        "sema",
-        "dinov2-vits14:final",
-        a.emoji_classes,
-        10,
-    )
+    a.method, a.backbone, (a.init_cls, a.increment) = "sema", "dinov2-vits14:final", sizes
     a.clbench_set = [
         f"train.epochs={a.epochs}", f"descriptor_epochs={rd_epochs}", "adapter_scale=1", "dropout=0",
         "descriptor_dim=128", "train.batch_size=32", "detect_batch_size=128", "buffer_size=500",
@@ -503,6 +499,9 @@ def main() -> int:
     p.add_argument("--rd-epochs", type=int, default=0, help="sema: rd_epoch if not --epochs")
     p.add_argument("--fashion-per-class", type=int, default=10)
     p.add_argument("--emoji-classes", type=int, default=10)
+    p.add_argument(
+        "--fashion-first", action="store_true", help="sema: Fashion-MNIST's task first, then emoji"
+    )
     p.add_argument("--subset-classes", type=int, default=0, help="pilot: first N emoji-cil classes")
     p.add_argument(
         "--reuse", action="store_true", help="reuse a finished reference run (rerun clbench only)"
