@@ -12,9 +12,12 @@ seen class with SLCA's task-wise logit normalisation (temperature 0.1).
 
 Defaults: PILOT's ImageNet-R configuration (``exps/slca_inr.json``): SGD lr
 0.01, momentum 0.9, weight decay 5e-4, batch 64, 5 epochs, 3 alignment epochs,
-256 draws per class. Not reproduced: the official code scales each old class
-mean by (0.9 + 0.1 (t + 1) / T) before sampling, which the paper does not
-describe.
+256 draws per class. Not reproduced by default: the official code (and PILOT's
+``models/slca.py:186-188``) scales the mean of each class of task t by
+(0.9 + 0.1 (t + 1) / (T + 1)) before sampling at task T, which the paper does
+not describe; ``old_mean_decay=True`` applies it. PILOT's alignment anneals its
+rate per epoch (cosine, ``models/slca.py:171``); ``align_schedule="cosine"``
+anneals clbench's per step (the default keeps the training schedule, constant).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class SLCA(Learner):
         samples_per_class: int = 256,
         logit_norm: float | None = 0.1,
         covariance_eps: float = 1e-4,
+        old_mean_decay: bool = False,
+        align_schedule: str | None = None,
         train: TrainConfig | dict | None = None,
     ) -> None:
         self.train = resolve_train(self.default_train(), train)
@@ -59,6 +64,8 @@ class SLCA(Learner):
         self.samples_per_class = samples_per_class
         self.logit_norm = logit_norm
         self.covariance_eps = covariance_eps
+        self.old_mean_decay = old_mean_decay
+        self.align_schedule = align_schedule
         self.backbone: Backbone | None = None
         self.head: nn.Linear | None = None
         self.gaussians = ClassGaussians(covariance_eps)
@@ -83,7 +90,21 @@ class SLCA(Learner):
 
     def align_config(self) -> TrainConfig:
         """The alignment: the same optimiser, ``align_epochs``, ``samples_per_class`` per batch."""
-        return replace(self.train, epochs=self.align_epochs, batch_size=self.samples_per_class)
+        aligned = replace(self.train, epochs=self.align_epochs, batch_size=self.samples_per_class)
+        return replace(aligned, schedule=self.align_schedule) if self.align_schedule else aligned
+
+    def sampled_gaussians(self) -> ClassGaussians:
+        """The Gaussians the alignment draws from: with ``old_mean_decay``, the mean of each
+        class of task t scaled by 0.9 + 0.1 (t + 1) / (T + 1) at task T (the official code's)."""
+        if not self.old_mean_decay:
+            return self.gaussians
+        tasks = len(self.task_sizes)
+        task_of = torch.repeat_interleave(torch.arange(tasks), torch.tensor(self.task_sizes))
+        scale = 0.9 + 0.1 * (task_of[: len(self.gaussians)] + 1).float() / tasks
+        scaled = ClassGaussians(self.covariance_eps)
+        scaled.means = self.gaussians.means * scale[:, None]
+        scaled.factors = self.gaussians.factors
+        return scaled
 
     def parameter_groups(self) -> list[dict]:
         """The slow learner: backbone at ``backbone_lr_scale`` x the head's learning rate."""
@@ -131,7 +152,7 @@ class SLCA(Learner):
         if task.index > 0 and self.align_epochs > 0:
             aligned: TrainLog = align_classifier(
                 head,
-                self.gaussians,
+                self.sampled_gaussians(),
                 self.align_config(),
                 device,
                 seed=self.ctx.seed + 7919 * (task.index + 1),
