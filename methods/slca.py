@@ -18,6 +18,9 @@ Defaults: PILOT's ImageNet-R configuration (``exps/slca_inr.json``): SGD lr
 not describe; ``old_mean_decay=True`` applies it. PILOT's alignment anneals its
 rate per epoch (cosine, ``models/slca.py:171``); ``align_schedule="cosine"``
 anneals clbench's per step (the default keeps the training schedule, constant).
+PILOT restores the head to its state before the alignment after each task
+(``models/slca.py:54,82``), so every alignment starts from the stage-1 rows;
+``reset_alignment=True`` does the same (clbench's default keeps the aligned head).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class SLCA(Learner):
         covariance_eps: float = 1e-4,
         old_mean_decay: bool = False,
         align_schedule: str | None = None,
+        reset_alignment: bool = False,
         train: TrainConfig | dict | None = None,
     ) -> None:
         self.train = resolve_train(self.default_train(), train)
@@ -66,6 +70,8 @@ class SLCA(Learner):
         self.covariance_eps = covariance_eps
         self.old_mean_decay = old_mean_decay
         self.align_schedule = align_schedule
+        self.reset_alignment = reset_alignment
+        self.unaligned_head: dict | None = None
         self.backbone: Backbone | None = None
         self.head: nn.Linear | None = None
         self.gaussians = ClassGaussians(covariance_eps)
@@ -118,6 +124,8 @@ class SLCA(Learner):
         if self.backbone is None:
             self.backbone = self.ctx.new_backbone()
         device = self.ctx.device
+        if self.reset_alignment and self.unaligned_head is not None:
+            self.head.load_state_dict(self.unaligned_head)
         self.head = grow_linear(self.head, self.backbone.feature_dim, task.seen_classes).to(device)
         known = old_class_count(task.seen_classes, len(task.classes))
         self.task_sizes.append(task.seen_classes - sum(self.task_sizes))
@@ -150,6 +158,8 @@ class SLCA(Learner):
         if classes:
             self.gaussians.add(self.embed(task.train, task.index), labels, classes)
         if task.index > 0 and self.align_epochs > 0:
+            if self.reset_alignment:
+                self.unaligned_head = {k: v.clone() for k, v in head.state_dict().items()}
             aligned: TrainLog = align_classifier(
                 head,
                 self.sampled_gaussians(),
