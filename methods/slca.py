@@ -12,9 +12,15 @@ seen class with SLCA's task-wise logit normalisation (temperature 0.1).
 
 Defaults: PILOT's ImageNet-R configuration (``exps/slca_inr.json``): SGD lr
 0.01, momentum 0.9, weight decay 5e-4, batch 64, 5 epochs, 3 alignment epochs,
-256 draws per class. Not reproduced: the official code scales each old class
-mean by (0.9 + 0.1 (t + 1) / T) before sampling, which the paper does not
-describe.
+256 draws per class. Not reproduced by default: the official code (and PILOT's
+``models/slca.py:186-188``) scales the mean of each class of task t by
+(0.9 + 0.1 (t + 1) / (T + 1)) before sampling at task T, which the paper does
+not describe; ``old_mean_decay=True`` applies it. PILOT's alignment anneals its
+rate per epoch (cosine, ``models/slca.py:171``); ``align_schedule="cosine"``
+anneals clbench's per step (the default keeps the training schedule, constant).
+PILOT restores the head to its state before the alignment after each task
+(``models/slca.py:54,82``), so every alignment starts from the stage-1 rows;
+``reset_alignment=True`` does the same (clbench's default keeps the aligned head).
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ class SLCA(Learner):
         samples_per_class: int = 256,
         logit_norm: float | None = 0.1,
         covariance_eps: float = 1e-4,
+        old_mean_decay: bool = False,
+        align_schedule: str | None = None,
+        reset_alignment: bool = False,
         train: TrainConfig | dict | None = None,
     ) -> None:
         self.train = resolve_train(self.default_train(), train)
@@ -59,6 +68,10 @@ class SLCA(Learner):
         self.samples_per_class = samples_per_class
         self.logit_norm = logit_norm
         self.covariance_eps = covariance_eps
+        self.old_mean_decay = old_mean_decay
+        self.align_schedule = align_schedule
+        self.reset_alignment = reset_alignment
+        self.unaligned_head: dict | None = None
         self.backbone: Backbone | None = None
         self.head: nn.Linear | None = None
         self.gaussians = ClassGaussians(covariance_eps)
@@ -83,7 +96,21 @@ class SLCA(Learner):
 
     def align_config(self) -> TrainConfig:
         """The alignment: the same optimiser, ``align_epochs``, ``samples_per_class`` per batch."""
-        return replace(self.train, epochs=self.align_epochs, batch_size=self.samples_per_class)
+        aligned = replace(self.train, epochs=self.align_epochs, batch_size=self.samples_per_class)
+        return replace(aligned, schedule=self.align_schedule) if self.align_schedule else aligned
+
+    def sampled_gaussians(self) -> ClassGaussians:
+        """The Gaussians the alignment draws from: with ``old_mean_decay``, the mean of each
+        class of task t scaled by 0.9 + 0.1 (t + 1) / (T + 1) at task T (the official code's)."""
+        if not self.old_mean_decay:
+            return self.gaussians
+        tasks = len(self.task_sizes)
+        task_of = torch.repeat_interleave(torch.arange(tasks), torch.tensor(self.task_sizes))
+        scale = 0.9 + 0.1 * (task_of[: len(self.gaussians)] + 1).float() / tasks
+        scaled = ClassGaussians(self.covariance_eps)
+        scaled.means = self.gaussians.means * scale[:, None]
+        scaled.factors = self.gaussians.factors
+        return scaled
 
     def parameter_groups(self) -> list[dict]:
         """The slow learner: backbone at ``backbone_lr_scale`` x the head's learning rate."""
@@ -97,6 +124,8 @@ class SLCA(Learner):
         if self.backbone is None:
             self.backbone = self.ctx.new_backbone()
         device = self.ctx.device
+        if self.reset_alignment and self.unaligned_head is not None:
+            self.head.load_state_dict(self.unaligned_head)
         self.head = grow_linear(self.head, self.backbone.feature_dim, task.seen_classes).to(device)
         known = old_class_count(task.seen_classes, len(task.classes))
         self.task_sizes.append(task.seen_classes - sum(self.task_sizes))
@@ -129,9 +158,11 @@ class SLCA(Learner):
         if classes:
             self.gaussians.add(self.embed(task.train, task.index), labels, classes)
         if task.index > 0 and self.align_epochs > 0:
+            if self.reset_alignment:
+                self.unaligned_head = {k: v.clone() for k, v in head.state_dict().items()}
             aligned: TrainLog = align_classifier(
                 head,
-                self.gaussians,
+                self.sampled_gaussians(),
                 self.align_config(),
                 device,
                 seed=self.ctx.seed + 7919 * (task.index + 1),

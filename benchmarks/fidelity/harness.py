@@ -58,6 +58,7 @@ PILOT_CONFIGS = {
     "mos": "exps/mos_inr.json",
     "ease": "exps/ease_inr.json",
     "ranpac": "exps/ranpac.json",
+    "slca": "exps/slca_inr.json",
 }
 #: PILOT learners that build their own adapter ViT (``backbone/vit_adapter.py``,
 #: ``vit_mos.py``, ``vit_ease.py``): they get the clbench ViT's weights in that layout (``--adapter-vit``).
