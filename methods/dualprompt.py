@@ -10,7 +10,13 @@ most cosine-similar key. The feature is the class token.
 
 Defaults: PILOT's ImageNet-R configuration (``exps/dualprompt_inr.json``):
 G-prompt length 5 in blocks 0-1, E-prompt pool 10, length 5 in blocks 2-4,
-top-1, Adam lr 0.001, batch 24, 10 epochs, constant rate, pull weight 0.1.
+top-1, Adam lr 0.001, batch 24, 10 epochs, constant rate, pull weight 0.1,
+and its ``shared_prompt_pool``: each new task's E-prompt starts as a copy of the
+previous task's (``carry_prompt``; PILOT's ``_init_prompt``, models/dualprompt.py:128-145;
+the keys are not copied, its ``shared_prompt_key`` is false).
+Not reproduced: ``batchwise_prompt`` (at test time every image of a batch gets
+the batch's most frequent E-prompt, so a prediction depends on the other images
+of its batch); here each image uses its own selection.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class DualPrompt(PromptLearner):
         e_layers: tuple[int, ...] = (2, 3, 4),
         pool_size: int = 10,
         pull_weight: float = 0.1,
+        carry_prompt: bool = True,
         train: TrainConfig | dict | None = None,
     ) -> None:
         if set(g_layers) & set(e_layers):
@@ -55,6 +62,7 @@ class DualPrompt(PromptLearner):
         self.e_layers = tuple(e_layers)
         self.pool_size = pool_size
         self.pull_weight = pull_weight
+        self.carry_prompt = carry_prompt
         self.g_prompts: nn.Parameter | None = None
         self.pool: PromptPool | None = None
         self.layers: dict[int, PrefixAttention] = {}
@@ -93,6 +101,9 @@ class DualPrompt(PromptLearner):
                 "needs one more",
                 f"--set pool_size={task.index + 1} (or more)",
             )
+        if self.carry_prompt and task.index > 0:
+            with torch.no_grad():
+                self.pool.prompts[task.index] = self.pool.prompts[task.index - 1]
 
     def embed_batch(self, images, queries, task, train):
         forced = None

@@ -348,3 +348,27 @@ def test_prompt_methods_refuse_bad_options_clearly():
     learner.setup(tiny_context(DEPTH))
     with pytest.raises(ConfigError, match="block 9"):
         learner.learn(synthetic_task(0, [0, 1], 2, per_class=2)[0])
+
+
+def test_dualprompt_new_e_prompt_starts_from_the_previous_one():
+    # PILOT's shared_prompt_pool (exps/dualprompt_inr.json): task t's E-prompt is task t-1's
+    # copied at the start of task t; its key keeps its own initialisation.
+    for carry in (True, False):
+        torch.manual_seed(0)
+        learner = DualPrompt(pool_size=3, carry_prompt=carry, train=FAST)
+        learner.setup(tiny_context(DEPTH))
+        learner.learn(synthetic_task(0, [0, 1], 2, per_class=4)[0])
+        trained = learner.pool.prompts[0].detach().clone()
+        fresh_key = learner.pool.keys[1].detach().clone()
+        seen = {}
+        own = learner.start_task
+
+        def start_task(task, own=own, seen=seen, pool=learner.pool):
+            own(task)
+            seen["prompt"] = pool.prompts[1].detach().clone()
+            seen["key"] = pool.keys[1].detach().clone()
+
+        learner.start_task = start_task
+        learner.learn(synthetic_task(1, [2, 3], 4, per_class=4, seed=1)[0])
+        assert torch.equal(seen["prompt"], trained) is carry
+        assert torch.equal(seen["key"], fresh_key)

@@ -165,3 +165,33 @@ def sema_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             out[f"blocks.{i}.{target}.weight"] = out[f"blocks.{i}.{target}.weight"] * gamma[:, None]
             out[f"blocks.{i}.{target}.bias"] = out[f"blocks.{i}.{target}.bias"] * gamma
     return out
+
+
+def export_timm_vit(spec: str, path: Path, image_size: int) -> dict[str, object]:
+    """The clbench ViT's own timm state dict, for PILOT's prompt ViTs (``backbone/vit_l2p.py``,
+    ``vit_dualprompt.py``), which keep timm's key names (fused qkv, ``mlp.fc1``, ``ls1.gamma``).
+
+    The position grid is already fitted to ``image_size`` (clbench's loader does it); a
+    truncated DINOv2 (clbench's default feature) has no final-norm keys. ``vit`` also says
+    whether the blocks have layer scale, so that the reference's ViT is built with it.
+    """
+    from clbench.backbones import build_backbone
+
+    backbone = build_backbone(spec, image_size=image_size)
+    model = backbone.model
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return {
+        "spec": spec,
+        "file": str(path),
+        "feature_dim": backbone.feature_dim,
+        "vit": {
+            "patch_size": model.patch_embed.patch_size[0],
+            "embed_dim": model.embed_dim,
+            "depth": len(model.blocks),
+            "num_heads": model.blocks[0].attn.num_heads,
+            "img_size": image_size,
+            "layer_scale": "blocks.0.ls1.gamma" in state,
+        },
+    }

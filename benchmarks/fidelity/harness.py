@@ -59,10 +59,16 @@ PILOT_CONFIGS = {
     "ease": "exps/ease_inr.json",
     "ranpac": "exps/ranpac.json",
     "slca": "exps/slca_inr.json",
+    "l2p": "exps/l2p_inr.json",
+    "dualprompt": "exps/dualprompt_inr.json",
+    "coda_prompt": "exps/coda_prompt_inr.json",
 }
 #: PILOT learners that build their own adapter ViT (``backbone/vit_adapter.py``,
 #: ``vit_mos.py``, ``vit_ease.py``): they get the clbench ViT's weights in that layout (``--adapter-vit``).
 ADAPTER_VIT_LEARNERS = ("aper_adapter", "mos", "ease")
+#: PILOT learners whose ViT is a timm-registered prompt ViT (``backbone/vit_l2p.py``,
+#: ``vit_dualprompt.py``): they get the clbench ViT's own timm state dict (``--prompt-vit``).
+PROMPT_VIT_LEARNERS = ("l2p", "dualprompt")
 
 
 def reference_learner(ref: Path, config: str) -> str:
@@ -77,6 +83,15 @@ def adapter_vit_args(learner: str, vit: dict | None) -> list[str]:
     if vit is None:
         raise SystemExit(f"PILOT's {learner} needs a ViT backbone (e.g. --backbone dinov2-vits14)")
     return ["--adapter-vit", vit["file"], "--vit", json.dumps(vit["vit"])]
+
+
+def prompt_vit_args(learner: str, vit: dict | None) -> list[str]:
+    """pilot_run.py's arguments for a learner that builds a timm prompt ViT (L2P, DualPrompt)."""
+    if learner not in PROMPT_VIT_LEARNERS:
+        return []
+    if vit is None:
+        raise SystemExit(f"PILOT's {learner} needs a ViT backbone (e.g. --backbone dinov2-vits14)")
+    return ["--prompt-vit", vit["file"], "--vit", json.dumps(vit["vit"])]
 
 
 def nice_increment() -> str:
@@ -205,7 +220,9 @@ def timed_fit(method: str):
 
     from clbench.registry import create_method
 
-    names = {type(create_method(method)).__module__, "clbench.methods.adaptation"}
+    # Every module of the method's class hierarchy (L2P's fit call is in methods/prompting.py).
+    names = {c.__module__ for c in type(create_method(method)).__mro__} - {"builtins", "abc"}
+    names.add("clbench.methods.adaptation")
     modules = [importlib.import_module(n) for n in sorted(names)]
     modules = [m for m in modules if hasattr(m, "fit")]
     phases: list[dict] = []
@@ -285,7 +302,17 @@ def compare(a: argparse.Namespace) -> dict:
             a.work / "backbones" / f"pilot-vit-{a.backbone}-{a.image_size}.pt",
             a.image_size,
         )
-    extra = adapter_vit_args(reference_learner(a.ref, config), vit)
+    learner = reference_learner(a.ref, config)
+    if learner in PROMPT_VIT_LEARNERS and a.backbone.startswith("dinov2"):
+        from export import export_timm_vit
+
+        # vit_l2p.py / vit_dualprompt.py keep timm's key names: the weights go as they are.
+        vit = export_timm_vit(
+            a.backbone,
+            a.work / "backbones" / f"timm-vit-{a.backbone}-{a.image_size}.pt",
+            a.image_size,
+        )
+    extra = adapter_vit_args(learner, vit) + prompt_vit_args(learner, vit)
     ref = run_pilot(a, data, backbone, a.work / "results" / f"pilot-{tag}.json", extra)
     ref_m = pilot_metrics(ref["tasks"])
     result, wall, cpu = run_clbench(a, data, shuffle=not a.no_shuffle)
@@ -296,6 +323,7 @@ def compare(a: argparse.Namespace) -> dict:
         "backbone": backbone,
         "pipeline": pilot_pipeline(a.image_size),
         "adapter_vit_check": ref.get("adapter_vit_check"),
+        "prompt_vit_check": ref.get("prompt_vit_check"),
         "reference": {
             **ref_m,
             "wall_seconds": ref["wall_seconds"],

@@ -62,6 +62,12 @@ def main() -> int:
         "backbone/vit_adapter.py and vit_mos.py (export.sema_layout), built at --vit's shape",
     )
     p.add_argument(
+        "--prompt-vit",
+        type=Path,
+        help="l2p / dualprompt: the clbench ViT's timm state dict, built as PILOT's timm-registered "
+        "prompt ViT (backbone/vit_l2p.py, vit_dualprompt.py) at --vit's shape",
+    )
+    p.add_argument(
         "--projection-seed",
         type=int,
         help="RanPAC: draw W_rand as clbench does (float64 randn from this seed), not from "
@@ -147,6 +153,8 @@ def main() -> int:
         register_sema(a, inc_net, own_backbone)
     if a.adapter_vit:
         register_adapter_vit(a, inc_net, get_backbone)
+    if a.prompt_vit:
+        register_prompt_vit(a)
     if a.mos_merge_once:
         merge_once()
 
@@ -205,6 +213,8 @@ def main() -> int:
         # branch is the type without it, i.e. the traced network) and "_mos".
         backbone_type=ADAPTER_TYPES.get(args["model_name"], "clbench")
         if a.adapter_vit
+        else PROMPT_TYPES[args["model_name"]]
+        if a.prompt_vit
         else "clbench",
         init_cls=a.init_cls,
         increment=a.increment,
@@ -227,6 +237,7 @@ def main() -> int:
         "reference": a.pilot.name,
         "sema": SEMA_LOG,
         "adapter_vit_check": ADAPTER_CHECK,
+        "prompt_vit_check": PROMPT_CHECK,
         "ridges": RIDGES,
         "train_phases": TRAIN_PHASES,
         "config": {k: v for k, v in args.items() if k != "device"},
@@ -244,6 +255,11 @@ ADAPTER_TYPES = {"aper_adapter": "clbench_adapter", "mos": "clbench_mos", "ease"
 #: Largest |PILOT adapter ViT (adapters at zero) - traced clbench network| on a probe batch.
 ADAPTER_CHECK: dict = {}
 RIDGES: list[float] = []
+#: PILOT learner -> the timm model name ``register_prompt_vit`` registers for it (PILOT's
+#: factory keys on the suffix: ``_l2p``, ``_dualprompt``, ``utils/inc_net.py:97,122``).
+PROMPT_TYPES = {"l2p": "clbench_vit_l2p", "dualprompt": "clbench_vit_dualprompt"}
+#: The frozen prompt ViT (no prompts) against the traced clbench network, and its position table.
+PROMPT_CHECK: dict = {}
 TRAIN_PHASES: list[dict] = []
 
 
@@ -597,6 +613,86 @@ def register_adapter_vit(a, inc_net, previous) -> None:
         )
 
     linears.EaseCosineLinear.forward_reweight = forward_reweight
+
+
+def register_prompt_vit(a) -> None:
+    """PILOT's L2P and DualPrompt on the clbench ViT: its own prompt ViT classes at the ViT-S shape.
+
+    PILOT builds both networks of ``PromptVitNet`` (the prompted one and the frozen
+    ``original_backbone`` that gives the query, ``utils/inc_net.py:586-613``) with
+    ``timm.create_model(args["backbone_type"], ...)``; its ViT-B/16 entries load timm's
+    ImageNet weights. Here two timm models are registered, ``clbench_vit_l2p`` and
+    ``clbench_vit_dualprompt``: the ``VisionTransformer`` of ``backbone/vit_l2p.py`` /
+    ``vit_dualprompt.py`` with every keyword PILOT's factory passes, at the exported
+    shape (patch 14, width 384, clbench's depth, 6 heads; DINOv2's layer scale as the
+    class's own ``init_values`` layer scale, overwritten by the weights; its final norm
+    the identity when the weights have none: clbench's default DINOv2 feature is block
+    11's class token without it), loaded through the module's own ``checkpoint_filter_fn``
+    (PILOT's pretrained filter; it widens the position table for L2P's prompt tokens
+    with copies of the class token's entry). The head keeps the class's own
+    initialisation (truncated normal, std 0.02, zero bias), as a pretrained timm ViT
+    with another class count gets it. The first frozen network built (no prompts) is
+    checked against the traced clbench network on a probe batch.
+    """
+    import backbone.vit_dualprompt as vit_dualprompt
+    import backbone.vit_l2p as vit_l2p
+    import torch
+    from timm.models.registry import register_model
+
+    shape, state = a.vit, torch.load(a.prompt_vit)
+
+    def build(module, kwargs: dict):
+        kwargs.pop("pretrained_cfg", None)
+        model = module.VisionTransformer(
+            img_size=shape["img_size"],
+            patch_size=shape["patch_size"],
+            embed_dim=shape["embed_dim"],
+            depth=shape["depth"],
+            num_heads=shape["num_heads"],
+            mlp_ratio=4,
+            qkv_bias=True,
+            init_values=1.0 if shape.get("layer_scale") else None,
+            **kwargs,
+        )
+        if "norm.weight" not in state:
+            model.norm = torch.nn.Identity()
+        msg = model.load_state_dict(module.checkpoint_filter_fn(dict(state), model), strict=False)
+        assert not msg.unexpected_keys, msg.unexpected_keys
+        own = ("head.", "prompt.", "g_prompt", "e_prompt")
+        assert all(k.startswith(own) for k in msg.missing_keys), msg.missing_keys
+        if "max_abs_diff" not in PROMPT_CHECK and not kwargs.get("prompt_pool"):
+            check(model)
+        elif "positions" not in PROMPT_CHECK and kwargs.get("prompt_pool"):
+            table, own_table = model.pos_embed.detach(), state["pos_embed"]
+            extra = table.shape[1] - own_table.shape[1]
+            PROMPT_CHECK["positions"] = {
+                "prompt_tokens": extra,
+                "grid_max_abs_diff": float((table[:, 1 + extra :] - own_table[:, 1:]).abs().max()),
+                "prompt_rows_are_class_row": bool(
+                    (table[:, : 1 + extra] == own_table[:, :1]).all()
+                ),
+                "class_row_norm": float(own_table[0, 0].norm()),
+            }
+        return model
+
+    def check(model) -> None:
+        probe = torch.rand(
+            2, 3, a.image_size, a.image_size, generator=torch.Generator().manual_seed(0)
+        )
+        traced = torch.jit.load(str(a.backbone), map_location="cpu")
+        with torch.no_grad():
+            diff = float((model.eval()(probe)["pre_logits"] - traced(probe)).abs().max())
+        PROMPT_CHECK["max_abs_diff"] = diff
+        assert diff < 1e-3, f"PILOT's prompt ViT differs from the clbench network by {diff}"
+
+    def clbench_vit_l2p(pretrained=False, **kwargs):
+        return build(vit_l2p, kwargs)
+
+    def clbench_vit_dualprompt(pretrained=False, **kwargs):
+        return build(vit_dualprompt, kwargs)
+
+    register_model(clbench_vit_l2p)
+    register_model(clbench_vit_dualprompt)
 
 
 def merge_once() -> None:
