@@ -123,21 +123,26 @@ def export_sema_vit(spec: str, path: Path, image_size: int) -> dict[str, object]
     from clbench.backbones import build_backbone
 
     backbone = build_backbone(spec, image_size=image_size)
-    model = backbone.model
-    dim = model.embed_dim
-    out = sema_layout(model)
+    out = sema_layout(backbone.model)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, path)
+    return exported(spec, path, backbone, image_size)
+
+
+def exported(spec: str, path: Path, backbone, image_size: int, **vit_extra) -> dict[str, object]:
+    """What an export wrote: the file, the feature size and the ViT's shape."""
+    model = backbone.model
     return {
         "spec": spec,
         "file": str(path),
         "feature_dim": backbone.feature_dim,
         "vit": {
             "patch_size": model.patch_embed.patch_size[0],
-            "embed_dim": dim,
+            "embed_dim": model.embed_dim,
             "depth": len(model.blocks),
             "num_heads": model.blocks[0].attn.num_heads,
             "img_size": image_size,
+            **vit_extra,
         },
     }
 
@@ -182,16 +187,4 @@ def export_timm_vit(spec: str, path: Path, image_size: int) -> dict[str, object]
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
-    return {
-        "spec": spec,
-        "file": str(path),
-        "feature_dim": backbone.feature_dim,
-        "vit": {
-            "patch_size": model.patch_embed.patch_size[0],
-            "embed_dim": model.embed_dim,
-            "depth": len(model.blocks),
-            "num_heads": model.blocks[0].attn.num_heads,
-            "img_size": image_size,
-            "layer_scale": "blocks.0.ls1.gamma" in state,
-        },
-    }
+    return exported(spec, path, backbone, image_size, layer_scale="blocks.0.ls1.gamma" in state)
