@@ -21,6 +21,8 @@ from clbench.errors import ConfigError
 from clbench.features import ImageDataset
 from clbench.progress import progress
 
+SCHEDULES = ("cosine", "multistep", "constant")
+
 
 @dataclass
 class TrainConfig:
@@ -42,6 +44,13 @@ class TrainConfig:
     """Warm-up in steps, added to ``warmup_epochs``; for step-counted training."""
     grad_clip: float | None = None
     amp: bool = True  # used only on CUDA
+
+    def __post_init__(self) -> None:
+        # Refused when the config is made, not when the first schedule is built mid-run.
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"unknown schedule {self.schedule!r}", f"use one of {', '.join(SCHEDULES)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

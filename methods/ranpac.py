@@ -97,6 +97,18 @@ def select_ridge(
     projected_q = vectors.T @ stats.sums.T  # (M, C)
     projected_x = held_out @ vectors  # (n, M)
     target = torch.nn.functional.one_hot(labels, stats.num_classes).double()
+    return least_error_ridge(projected_x, projected_q, eigenvalues, target, ridges)
+
+
+def least_error_ridge(
+    projected_x: torch.Tensor,
+    projected_q: torch.Tensor,
+    eigenvalues: torch.Tensor,
+    target: torch.Tensor,
+    ridges: tuple[float, ...],
+) -> tuple[float, list[float]]:
+    """The candidate with the least MSE of ``projected_x diag(1 / (e + r)) projected_q``
+    against ``target``, and every candidate's error (both ridge selections end here)."""
     errors = []
     for ridge in ridges:
         scores = projected_x @ (projected_q / (eigenvalues.clamp_min(0) + ridge)[:, None])
@@ -122,12 +134,7 @@ def select_ridge_on_task(
     target = torch.nn.functional.one_hot(labels, num_classes).double()
     projected_y = vectors.T @ torch.nn.functional.one_hot(fitted_labels, num_classes).double()
     projected_x = (held_out @ fitted.T) @ vectors  # (n_val, n)
-    errors = []
-    for ridge in ridges:
-        scores = projected_x @ (projected_y / (eigenvalues.clamp_min(0) + ridge)[:, None])
-        errors.append(float(((scores - target) ** 2).mean()))
-    best = min(range(len(ridges)), key=errors.__getitem__)
-    return ridges[best], errors
+    return least_error_ridge(projected_x, projected_y, eigenvalues, target, ridges)
 
 
 @register_method("ranpac")

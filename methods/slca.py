@@ -72,6 +72,7 @@ class SLCA(Learner):
         self.align_schedule = align_schedule
         self.reset_alignment = reset_alignment
         self.unaligned_head: dict | None = None
+        self.align_config()  # a bad align_schedule is refused now, not at the second task
         self.backbone: Backbone | None = None
         self.head: nn.Linear | None = None
         self.gaussians = ClassGaussians(covariance_eps)

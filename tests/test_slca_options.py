@@ -1,7 +1,9 @@
 """SLCA's optional reference behaviours: the old-class mean decay and the alignment schedule."""
 
+import pytest
 import torch
 
+from clbench.errors import ConfigError
 from clbench.methods.alignment import ClassGaussians
 from clbench.registry import create_method
 
@@ -28,3 +30,8 @@ def test_default_keeps_means_and_training_schedule():
     assert slca.sampled_gaussians() is slca.gaussians
     assert slca.align_config().schedule == slca.train.schedule
     assert _slca(align_schedule="cosine").align_config().schedule == "cosine"
+
+
+def test_bad_align_schedule_is_refused_at_construction():
+    with pytest.raises(ConfigError, match="schedule"):
+        create_method("slca", align_schedule="linear")
