@@ -90,7 +90,7 @@ class EpochLog:
     epoch: int
     loss: float
     accuracy: float | None
-    lr: float
+    lr: float  # the configured rate at the epoch's end; a group with lr_scale s runs at s x lr
 
 
 @dataclass
@@ -225,7 +225,8 @@ def fit(
                     epoch,
                     total_loss / max(seen, 1),
                     correct / scored if scored else None,  # None: the step gave no logits
-                    schedule.get_last_lr()[0],
+                    # the first group may be scaled (SLCA's backbone at 1/100): log the base rate
+                    cfg.lr * schedule.get_last_lr()[0] / schedule.base_lrs[0],
                 )
             )
     finally:

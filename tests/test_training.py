@@ -73,6 +73,31 @@ def test_a_step_without_logits_logs_no_accuracy():
     assert all(e.loss > 0 for e in log.epochs)
 
 
+def test_log_reports_the_configured_rate_when_the_first_group_is_scaled():
+    # SLCA lists its backbone first at 1/100 of the rate: the log must show the head's rate.
+    body, head = nn.Linear(5, 5), nn.Linear(5, 2)
+    x, y = toy_problem(32)
+    log = fit(
+        [
+            {"params": list(body.parameters()), "lr_scale": 0.01},
+            {"params": list(head.parameters())},
+        ],
+        tensor_batches(x, y, batch_size=16, seed=0),
+        classification_step(nn.Sequential(body, head), torch.device("cpu")),
+        TrainConfig(epochs=2, lr=0.1, schedule="cosine"),
+        torch.device("cpu"),
+    )
+    unscaled = fit(
+        head.parameters(),
+        tensor_batches(x, y, batch_size=16, seed=0),
+        classification_step(head, torch.device("cpu")),
+        TrainConfig(epochs=2, lr=0.1, schedule="cosine"),
+        torch.device("cpu"),
+    )
+    assert [e.lr for e in log.epochs] == pytest.approx([e.lr for e in unscaled.epochs])
+    assert log.epochs[0].lr > 0.01  # not the body's 0.001-scale rate
+
+
 def test_schedules():
     p = [nn.Parameter(torch.zeros(1))]
     cfg = TrainConfig(epochs=4, lr=1.0, schedule="multistep", milestones=(1, 3), gamma=0.5)
