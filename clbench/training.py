@@ -226,7 +226,7 @@ def fit(
                     total_loss / max(seen, 1),
                     correct / scored if scored else None,  # None: the step gave no logits
                     # the first group may be scaled (SLCA's backbone at 1/100): log the base rate
-                    cfg.lr * schedule.get_last_lr()[0] / schedule.base_lrs[0],
+                    cfg.lr * schedule.lr_lambdas[0](schedule.last_epoch),
                 )
             )
     finally:
