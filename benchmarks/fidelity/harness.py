@@ -179,31 +179,62 @@ def run_pilot(
     return found
 
 
+def folder_spec(
+    data: Path,
+    method: str,
+    backbone: str,
+    seed: int,
+    init_cls: int,
+    increment: int,
+    image_size: int,
+    method_options: dict,
+    shuffle: bool = True,
+    train_crop_scale: float | None = None,
+):
+    """clbench's folder scenario on ``data`` with the reference's test pipeline pinned (and,
+    with ``train_crop_scale``, its training crops' smallest area fraction); class order seed
+    1993 as PILOT's."""
+    from clbench.runner import RunSpec
+
+    return RunSpec(
+        scenario="folder",
+        method=method,
+        backbone=backbone,
+        seed=seed,
+        method_options=method_options,
+        scenario_options={
+            "root": str(data),
+            "init_cls": init_cls,
+            "increment": increment,
+            "seed": 1993,
+            "shuffle": shuffle,
+            **pilot_pipeline(image_size),
+            **({"train_crop_scale": train_crop_scale} if train_crop_scale else {}),
+        },
+        device="cpu",
+    )
+
+
 def run_clbench(a: argparse.Namespace, data: Path, shuffle: bool = True):
     """clbench's folder scenario on ``data`` with the reference's test pipeline pinned (and,
     with ``--train-crop-scale``, its training crops' smallest area fraction)."""
     import torch
 
     from clbench.options import parse_sets
-    from clbench.runner import RunSpec, run
+    from clbench.runner import run
 
     torch.set_num_threads(a.threads)
-    spec = RunSpec(
-        scenario="folder",
-        method=a.method,
-        backbone=a.backbone,
-        seed=a.seed,
-        method_options=parse_sets(a.clbench_set)[0],
-        scenario_options={
-            "root": str(data),
-            "init_cls": a.init_cls,
-            "increment": a.increment,
-            "seed": 1993,
-            "shuffle": shuffle,
-            **pilot_pipeline(a.image_size),
-            **({"train_crop_scale": a.train_crop_scale} if a.train_crop_scale else {}),
-        },
-        device="cpu",
+    spec = folder_spec(
+        data,
+        a.method,
+        a.backbone,
+        a.seed,
+        a.init_cls,
+        a.increment,
+        a.image_size,
+        parse_sets(a.clbench_set)[0],
+        shuffle=shuffle,
+        train_crop_scale=a.train_crop_scale,
     )
     began, cpu = time.perf_counter(), cpu_seconds()
     with timed_fit(a.method) as phases:

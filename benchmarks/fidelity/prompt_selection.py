@@ -18,14 +18,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch.nn.functional as F
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import pilot_pipeline  # noqa: E402
+from harness import folder_spec  # noqa: E402
 
 from clbench.learner import seed_everything  # noqa: E402
 from clbench.options import parse_sets  # noqa: E402
-from clbench.runner import RunSpec, prepare  # noqa: E402
+from clbench.runner import prepare  # noqa: E402
 
 
 def main() -> int:
@@ -38,32 +38,29 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1993)
     p.add_argument("--set", action="append", default=[], help="DualPrompt option KEY=VALUE")
     a = p.parse_args()
-    spec = RunSpec(
-        scenario="folder",
-        method="dualprompt",
-        backbone=a.backbone,
-        seed=a.seed,
-        method_options=parse_sets(a.set)[0],
-        scenario_options={
-            "root": str(a.root),
-            "init_cls": a.init_cls,
-            "increment": a.increment,
-            "seed": 1993,
-            "shuffle": False,
-            **pilot_pipeline(a.image_size),
-            "train_crop_scale": 0.05,
-        },
-        device="cpu",
+    # PILOT's training crops (area 0.05-1), folder class order
+    spec = folder_spec(
+        a.root,
+        "dualprompt",
+        a.backbone,
+        a.seed,
+        a.init_cls,
+        a.increment,
+        a.image_size,
+        parse_sets(a.set)[0],
+        shuffle=False,
+        train_crop_scale=0.05,
     )
     scenario, learner, ctx = prepare(spec)
     learner.setup(ctx)
     seed_everything(a.seed)  # as the evaluator does before the first task
     for step, task in enumerate(scenario.tasks):
         learner.learn(task.train_view())
-        keys = F.normalize(learner.pool.keys.detach().cpu(), dim=1)
         for seen in scenario.tasks[: step + 1]:
             inputs = seen.test.inputs()
-            chosen = (F.normalize(ctx.frozen_features(inputs), dim=1) @ keys.T).argmax(1)
+            queries = ctx.frozen_features(inputs).to(learner.pool.keys.device)
+            with torch.no_grad():  # the pool's own test-time choice
+                chosen = learner.pool.select(queries, 1)[1][:, 0].cpu()
             predicted = learner.predict(inputs).argmax(1).numpy()
             accuracy = 100 * (predicted == np.asarray(seen.test.labels)).mean()
             own = int((chosen == seen.index).sum())
