@@ -22,6 +22,7 @@ from torch import nn
 
 from clbench.backbones import Backbone
 from clbench.errors import ConfigError
+from clbench.methods.heads import HeadInit
 from clbench.methods.peft.prompts import ComponentPool, PrefixAttention, attach_prefix, set_prefixes
 from clbench.methods.prompting import PromptLearner
 from clbench.registry import register_method
@@ -42,6 +43,7 @@ class CODAPrompt(PromptLearner):
         layers: tuple[int, ...] = (0, 1, 2, 3, 4),
         ortho_weight: float = 0.0,
         num_tasks: int = 10,
+        head_init: HeadInit = "default",
         train: TrainConfig | dict | None = None,
     ) -> None:
         if length < 2 or length % 2 or pool_size < num_tasks or num_tasks < 1:
@@ -49,7 +51,7 @@ class CODAPrompt(PromptLearner):
                 "CODA-Prompt needs an even length >= 2 and pool_size >= num_tasks >= 1, got "
                 f"length={length}, pool_size={pool_size}, num_tasks={num_tasks}"
             )
-        super().__init__(train)
+        super().__init__(train, head_init)
         self.pool_size = pool_size
         self.length = length
         self.layers = tuple(layers)

@@ -26,6 +26,7 @@ from torch import nn
 
 from clbench.backbones import Backbone
 from clbench.errors import ConfigError
+from clbench.methods.heads import HeadInit
 from clbench.methods.peft.prompts import PrefixAttention, PromptPool, attach_prefix, set_prefixes
 from clbench.methods.prompting import PromptLearner
 from clbench.registry import register_method
@@ -48,6 +49,7 @@ class DualPrompt(PromptLearner):
         pool_size: int = 10,
         pull_weight: float = 0.1,
         carry_prompt: bool = True,
+        head_init: HeadInit = "default",
         train: TrainConfig | dict | None = None,
     ) -> None:
         if set(g_layers) & set(e_layers):
@@ -55,7 +57,7 @@ class DualPrompt(PromptLearner):
                 f"g_layers {list(g_layers)} and e_layers {list(e_layers)} overlap",
                 "give the G- and E-prompts different blocks",
             )
-        super().__init__(train)
+        super().__init__(train, head_init)
         self.g_length = g_length
         self.g_layers = tuple(g_layers)
         self.e_length = e_length

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -10,14 +11,28 @@ from torch.nn import functional as F
 
 HEAD_KINDS = ("linear", "cosine")
 
+HeadInit = Literal["default", "trunc-normal"]
+"""How a head's new rows start. ``default``: ``nn.Linear``'s own (weights and bias
+uniform in +-1/sqrt(in_features)). ``trunc-normal``: weights normal with std 0.02
+(timm's ``trunc_normal_``, whose +-2 bounds are 100 std away), bias 0: the timm ViT head that LAMDA-PILOT's SLCA, L2P and
+DualPrompt train (``backbone/linears.py`` ``SimpleContinualLinear``, and its ViTs'
+``init_weights``)."""
 
-def grow_linear(head: nn.Linear | None, in_features: int, out_features: int) -> nn.Linear:
+
+def grow_linear(
+    head: nn.Linear | None, in_features: int, out_features: int, init: HeadInit = "default"
+) -> nn.Linear:
     """A Linear with ``out_features`` outputs whose first rows copy ``head``'s.
 
     Methods whose label space grows with each task (sequential linear, finetune,
-    SEMA, MOS) keep the learned rows of old classes and add fresh ones.
+    SEMA, MOS) keep the learned rows of old classes and add fresh ones, started
+    as ``init`` says.
     """
     grown = nn.Linear(in_features, out_features)
+    if init == "trunc-normal":
+        with torch.no_grad():
+            nn.init.trunc_normal_(grown.weight, std=0.02, a=-2.0, b=2.0)
+            grown.bias.zero_()
     if head is not None:
         with torch.no_grad():
             grown.weight[: head.out_features] = head.weight

@@ -12,7 +12,8 @@ logits masked, the ``train_mask`` of L2P and DualPrompt) plus that term.
 Training options are the nested ``train`` (``--set train.lr=...``); each
 method's ``default_train`` is its PILOT ImageNet-R configuration: Adam (betas
 0.9, 0.999), no weight decay, a new optimiser per task, and the method's rate,
-batch size, epochs and schedule.
+batch size, epochs and schedule. ``head_init="trunc-normal"`` starts the head's
+rows as PILOT's timm ViT head does (std 0.02, bias 0; the default is ``nn.Linear``'s).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from clbench.backbones import Backbone
 from clbench.data import Inputs, Samples
 from clbench.errors import ConfigError
 from clbench.learner import Learner
-from clbench.methods.heads import grow_linear
+from clbench.methods.heads import HeadInit, grow_linear
 from clbench.methods.peft.common import count_parameters
 from clbench.methods.vit_common import masked_cross_entropy, old_class_count, trainable_vit
 from clbench.scenario import TrainTask
@@ -53,8 +54,11 @@ class PromptLearner(Learner):
 
     name = "prompt"
 
-    def __init__(self, train: TrainConfig | dict | None = None) -> None:
+    def __init__(
+        self, train: TrainConfig | dict | None = None, head_init: HeadInit = "default"
+    ) -> None:
         self.train = resolve_train(self.default_train(), train)
+        self.head_init = head_init
         self.net: Backbone | None = None
         self.head: nn.Linear | None = None
         self.prompt_params: list[nn.Parameter] = []
@@ -100,7 +104,9 @@ class PromptLearner(Learner):
                     "choose prompt layers and sizes that fit this ViT (see the method's options)",
                 ) from exc
             self.net.to(device)
-        self.head = grow_linear(self.head, self.net.feature_dim, task.seen_classes).to(device)
+        self.head = grow_linear(
+            self.head, self.net.feature_dim, task.seen_classes, self.head_init
+        ).to(device)
         self.start_task(task)
         known = old_class_count(task.seen_classes, len(task.classes))
         labels = torch.from_numpy(task.train.labels)

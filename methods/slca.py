@@ -21,6 +21,8 @@ anneals clbench's per step (the default keeps the training schedule, constant).
 PILOT restores the head to its state before the alignment after each task
 (``models/slca.py:54,82``), so every alignment starts from the stage-1 rows;
 ``reset_alignment=True`` does the same (clbench's default keeps the aligned head).
+PILOT's head rows start trunc-normal (std 0.02, bias 0); ``head_init="trunc-normal"``
+does the same (clbench's default is ``nn.Linear``'s).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from clbench.backbones import Backbone
 from clbench.data import Inputs, Samples
 from clbench.learner import Learner
 from clbench.methods.alignment import ClassGaussians, align_classifier
-from clbench.methods.heads import grow_linear
+from clbench.methods.heads import HeadInit, grow_linear
 from clbench.methods.peft import count_parameters
 from clbench.methods.vit_common import masked_cross_entropy, old_class_count
 from clbench.registry import register_method
@@ -60,6 +62,7 @@ class SLCA(Learner):
         old_mean_decay: bool = False,
         align_schedule: str | None = None,
         reset_alignment: bool = False,
+        head_init: HeadInit = "default",
         train: TrainConfig | dict | None = None,
     ) -> None:
         self.train = resolve_train(self.default_train(), train)
@@ -71,6 +74,7 @@ class SLCA(Learner):
         self.old_mean_decay = old_mean_decay
         self.align_schedule = align_schedule
         self.reset_alignment = reset_alignment
+        self.head_init = head_init
         self.unaligned_head: dict | None = None
         self.align_config()  # a bad align_schedule is refused now, not at the second task
         self.backbone: Backbone | None = None
@@ -127,7 +131,9 @@ class SLCA(Learner):
         device = self.ctx.device
         if self.reset_alignment and self.unaligned_head is not None:
             self.head.load_state_dict(self.unaligned_head)
-        self.head = grow_linear(self.head, self.backbone.feature_dim, task.seen_classes).to(device)
+        self.head = grow_linear(
+            self.head, self.backbone.feature_dim, task.seen_classes, self.head_init
+        ).to(device)
         known = old_class_count(task.seen_classes, len(task.classes))
         self.task_sizes.append(task.seen_classes - sum(self.task_sizes))
         backbone, head = self.backbone, self.head
