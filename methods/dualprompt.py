@@ -39,6 +39,7 @@ class DualPrompt(PromptLearner):
     """Shared G-prompt prefixes plus an E-prompt per task chosen by key-query similarity."""
 
     name = "dualprompt"
+    task_prompts = True
 
     def __init__(
         self,
@@ -68,7 +69,6 @@ class DualPrompt(PromptLearner):
         self.g_prompts: nn.Parameter | None = None
         self.pool: PromptPool | None = None
         self.layers: dict[int, PrefixAttention] = {}
-        self.last_selection: torch.Tensor | None = None
 
     @staticmethod
     def default_train() -> TrainConfig:

@@ -17,7 +17,6 @@ other images of its batch; here each image uses its own selection.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from clbench.backbones import Backbone
@@ -56,7 +55,6 @@ class L2P(PromptLearner):
         self.pull_weight = pull_weight
         self.pool: PromptPool | None = None
         self.inputs: InputPrompts | None = None
-        self.last_selection: torch.Tensor | None = None
 
     @staticmethod
     def default_train() -> TrainConfig:

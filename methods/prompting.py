@@ -14,11 +14,22 @@ method's ``default_train`` is its PILOT ImageNet-R configuration: Adam (betas
 0.9, 0.999), no weight decay, a new optimiser per task, and the method's rate,
 batch size, epochs and schedule. ``head_init="trunc-normal"`` starts the head's
 rows as PILOT's timm ViT head does (std 0.02, bias 0; the default is ``nn.Linear``'s).
+
+Methods that pick discrete prompts by key-query match (L2P, DualPrompt) set
+``last_selection`` in ``embed_batch``. The run's ``extra["prompt_selection"]``
+then counts, per step and tested task, which prompts the test images chose, how
+many of those no training batch ever chose (untrained keys and prompts) and, for
+per-task prompts (DualPrompt), how many chose their own task's. Keys start
+random and move slowly (Adam at lr 1e-3, a few hundredths per coordinate in a
+few dozen steps), so on a short stream most images can pick a never-trained
+prompt; the run then carries a warning, since its accuracy measures untrained
+prompts.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,6 +74,13 @@ class PromptLearner(Learner):
         self.head: nn.Linear | None = None
         self.prompt_params: list[nn.Parameter] = []
         self.tasks_learned = 0
+        self.last_selection: torch.Tensor | None = None  # (B, k) prompt indices, if discrete
+        self.train_choices: torch.Tensor | None = None  # per prompt: training rows that chose it
+        self.test_choices: torch.Tensor | None = None  # the last predict()'s selection
+        self.selection_log: list[dict[str, Any]] = []
+
+    task_prompts = False
+    """True where prompt ``t`` belongs to task ``t`` (DualPrompt's E-prompts)."""
 
     @staticmethod
     @abstractmethod
@@ -118,6 +136,7 @@ class PromptLearner(Learner):
             features, aux = self.embed_batch(
                 to_device(images, device), queries[index].to(device), task.index, train=True
             )
+            self.count_train_choices()
             logits = head(features).float()
             loss = masked_cross_entropy(logits, targets, known)
             return (loss if aux is None else loss + aux), logits, targets
@@ -140,7 +159,7 @@ class PromptLearner(Learner):
         queries = self.ctx.frozen_features(inputs)
         self.net.eval()
         self.head.eval()
-        scores = []
+        scores, chosen = [], []
         for images, index in self.batches(inputs, train=False, seed=0):
             features, _ = self.embed_batch(
                 to_device(images, device),
@@ -149,7 +168,59 @@ class PromptLearner(Learner):
                 train=False,
             )
             scores.append(self.head(features).float().cpu())
+            if self.last_selection is not None:
+                chosen.append(self.last_selection.reshape(len(index), -1).cpu())
+        self.test_choices = torch.cat(chosen) if chosen else None
         return torch.cat(scores)
+
+    # -- prompt-selection diagnostics ---------------------------------------------------------
+    def prompt_count(self) -> int:
+        """Prompts a selection chooses from (the key pool of L2P and DualPrompt)."""
+        return len(self.pool.keys)
+
+    def count_train_choices(self) -> None:
+        if self.last_selection is None:
+            return
+        counts = torch.bincount(self.last_selection.flatten().cpu(), minlength=self.prompt_count())
+        self.train_choices = counts if self.train_choices is None else self.train_choices + counts
+
+    def on_tested(self, step: int, task_index: int, samples: Samples, outputs: Any) -> None:
+        """Log which prompts the tested task's images chose (the truth is its task index)."""
+        if self.test_choices is None:
+            return
+        chosen, self.test_choices = self.test_choices, None
+        trained = self.train_choices if self.train_choices is not None else torch.zeros(0)
+        trained = torch.nn.functional.pad(trained, (0, self.prompt_count() - len(trained)))
+        record = {
+            "after_task": step,
+            "task": task_index,
+            "samples": len(chosen),
+            "chosen": torch.bincount(chosen.flatten(), minlength=len(trained)).tolist(),
+            "untrained": int((trained[chosen] == 0).all(dim=1).sum()),
+        }
+        if self.task_prompts:
+            record["own_prompt"] = int((chosen == task_index).any(dim=1).sum())
+        self.selection_log.append(record)
+
+    def selection_warnings(self) -> list[str]:
+        """A warning when, after the last task, most test images chose only untrained prompts."""
+        last = [r for r in self.selection_log if r["after_task"] == self.tasks_learned - 1]
+        samples = sum(r["samples"] for r in last)
+        untrained = sum(r["untrained"] for r in last)
+        if not samples or untrained * 2 <= samples:
+            return []
+        return [
+            f"{self.name}: after the last task {untrained} of {samples} test images "
+            f"({100 * untrained / samples:.0f}%) chose only prompts that no training batch "
+            "chose: the keys did not learn to route them, so the accuracy measures untrained "
+            "prompts (more training steps per task move the keys further; see "
+            "extra.prompt_selection)"
+        ]
+
+    def extra_results(self) -> dict[str, Any]:
+        if not self.selection_log:
+            return {}
+        return {"prompt_selection": self.selection_log, "warnings": self.selection_warnings()}
 
     def trainable_parameters(self) -> int:
         if self.head is None:

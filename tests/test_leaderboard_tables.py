@@ -244,3 +244,14 @@ def test_a_missing_plotly_is_a_clear_error(tmp_path, monkeypatch):
     )
     with pytest.raises(ClbenchError, match="plotly package is not installed"):
         build_site([fake_result("ncm")], tmp_path / "site", workers=1)
+
+
+def test_run_page_shows_the_methods_warnings_escaped(tmp_path):
+    from clbench.leaderboard.run_page import write_report
+
+    quiet = fake_result(method="dualprompt")
+    warned = fake_result(method="dualprompt", seed=1994)
+    warned.extra = {"warnings": ["dualprompt: 83 of 83 <untrained> prompts"]}
+    assert 'class="warning"' not in write_report(quiet, tmp_path / "quiet").read_text()
+    html = write_report(warned, tmp_path / "warned").read_text()
+    assert '<p class="warning">warning: dualprompt: 83 of 83 &lt;untrained&gt; prompts</p>' in html

@@ -159,6 +159,8 @@ def run_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     result = run(spec, store=store, resume=args.resume)
+    for warning in result.extra.get("warnings", []):  # the method's doubts about its own run
+        print(f"clbench: warning: {warning}", file=sys.stderr)
     if args.json:
         print(result.to_json())
     else:

@@ -169,6 +169,7 @@ def run_context(
         "has_class_names": bool(result.class_names),
         "tasks": task_rows(result),
         "examples": examples(result),
+        "warnings": [str(w) for w in (result.extra or {}).get("warnings") or []],
         "versions": sorted((manifest.get("versions") or {}).items()),
         "manifest_items": [(k, v) for k, v in manifest.items() if k != "versions"],
         "config_json": json.dumps(result.config, indent=2, sort_keys=True, default=str),
