@@ -348,7 +348,17 @@ def pilot_vit(module, vit: dict, num_classes: int, ffn_num, **tuning):
     from functools import partial
 
     import torch
-    from easydict import EasyDict
+
+    try:
+        from easydict import EasyDict
+    except ImportError:  # clbench's venv (sema_trajectory.py): the references read only attributes
+
+        class EasyDict(dict):
+            def __getattr__(self, name):
+                try:
+                    return self[name]
+                except KeyError as exc:
+                    raise AttributeError(name) from exc
 
     width = vit["embed_dim"]
     config = EasyDict(
