@@ -158,6 +158,20 @@ def test_knn_search_streams_to_the_exact_answer(metric, k):
     close(values, ref_values, 1e-5)
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_knn_merges_only_the_queries_a_block_improves(metric):
+    # Query i's own copy sits in bank block i (chunk 8): each later block improves one query
+    # only, and the running top-k of the others must survive the merge unchanged.
+    q = features(4, seed=30)
+    bank = features(32, seed=31)
+    bank[[1, 10, 19, 28]] = q
+    values, indices = kernels.knn_search(q, bank, 3, metric, chunk=8)
+    ref_values, ref_indices = ref_neighbours(q, bank, 3, metric)
+    assert indices[:, 0].tolist() == [1, 10, 19, 28]
+    assert torch.equal(indices, ref_indices)
+    close(values, ref_values, 1e-5)
+
+
 def test_knn_k_larger_than_bank_and_one_query():
     q, bank = features(1, seed=10), features(3, seed=11)
     values, indices = kernels.knn_search(q, bank, 10, "euclidean")
