@@ -56,7 +56,9 @@ def bad_values(name: str, annotation: Any) -> list[tuple[str, Any]]:
                 ]
             return nested
     origins = {typing.get_origin(a) or a for a in arms}
-    if int in origins and float not in origins:
+    if typing.Literal in origins:  # a choice of words: one outside it, and a non-word
+        out += [(name, "no-such-choice"), (name, 3)]
+    elif int in origins and float not in origins:
         out += [(name, "abc"), (name, True), (name, 1.5)]
         out += [(name, v) for v in _range_violations(name, int)]
     elif float in origins:
