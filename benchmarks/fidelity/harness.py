@@ -411,7 +411,7 @@ def print_report(r: dict) -> None:
 
 def compare_sema(a: argparse.Namespace) -> dict:
     """SEMA's expansion decisions, SEMA-CL vs clbench, on emoji then Fashion-MNIST (unshuffled)."""
-    from export import export_sema_vit, export_stream
+    from export import export_backbone, export_sema_vit, export_stream
 
     from clbench.scenarios.emoji import read_emoji
     from clbench.scenarios.readers.fashion_mnist import read_fashion_mnist
@@ -430,6 +430,12 @@ def compare_sema(a: argparse.Namespace) -> dict:
         a.work / "backbones" / f"sema-dinov2-final-{a.image_size}.pt",
         a.image_size,
     )
+    # The traced network SEMA-CL's ViT is checked against before it trains (pilot_run.py).
+    traced = export_backbone(
+        "dinov2-vits14:final",
+        a.work / "backbones" / f"dinov2-final-{a.image_size}.pt",
+        a.image_size,
+    )
     rd_epochs = a.rd_epochs or a.epochs
     tag = f"sema-dinov2-final-{a.image_size}px-e{a.epochs}rd{rd_epochs}-{data.name}-s{a.seed}"
     if a.threshold != 2:
@@ -438,7 +444,7 @@ def compare_sema(a: argparse.Namespace) -> dict:
     cmd = [
         "nice", "-n", nice_increment(), str(a.ref_python), str(HERE / "pilot_run.py"),
         "--pilot", str(a.ref), "--clbench", str(REPO), "--data", str(data),
-        "--backbone", "-", "--feature-dim", str(vit["feature_dim"]),
+        "--backbone", traced["file"], "--feature-dim", str(vit["feature_dim"]),
         "--config", "exps/sema_inr_10task.json", "--init-cls", str(sizes[0]), "--increment", str(sizes[1]),
         "--seed", str(a.seed), "--image-size", str(a.image_size),
         "--workdir", str(a.work / "sema-logs"), "--out", str(out),
@@ -466,6 +472,7 @@ def compare_sema(a: argparse.Namespace) -> dict:
             "z": ref["sema"]["z"],
             "added": ref["sema"]["added"],
             "train_phases": ref["sema"]["train_phases"],
+            "vit_check": ref.get("sema_vit_check", {}),
             "cpu_seconds": ref["cpu_seconds"],
             "cpu_seconds_total": ref_cpu,
         },
@@ -535,6 +542,10 @@ def sema_rows(r: dict) -> list[dict]:
 def print_sema(r: dict) -> None:
     ref, ours = r["reference"], r["clbench"]
     print(f"\n{r['tag']}: {r['data']['train']} train / {r['data']['test']} test images")
+    if ref.get("vit_check"):
+        print(
+            f"SEMA-CL's ViT vs clbench's network: max |diff| {ref['vit_check']['max_abs_diff']:.2e}"
+        )
     print("batch-mean |z| (min over the block's adapters) per task, scan and block;")
     print("buffers: n / mean / std of each adapter's loss buffer the z is measured against")
     for row in sema_rows(r):

@@ -238,6 +238,7 @@ def main() -> int:
         "sema": SEMA_LOG,
         "adapter_vit_check": ADAPTER_CHECK,
         "prompt_vit_check": PROMPT_CHECK,
+        "sema_vit_check": SEMA_CHECK,
         "ridges": RIDGES,
         "train_phases": TRAIN_PHASES,
         "config": {k: v for k, v in args.items() if k != "device"},
@@ -255,6 +256,23 @@ ADAPTER_TYPES = {"aper_adapter": "clbench_adapter", "mos": "clbench_mos", "ease"
 #: Largest |PILOT adapter ViT (adapters at zero) - traced clbench network| on a probe batch.
 ADAPTER_CHECK: dict = {}
 RIDGES: list[float] = []
+#: SEMA-CL's ViT (adapters at zero) against the traced clbench network.
+SEMA_CHECK: dict = {}
+
+
+def check_embedding(a, record: dict, what: str, features) -> None:
+    """The reference's network must compute the traced clbench network's embedding:
+    ``features(probe)`` against it on a fixed probe batch, the difference kept in ``record``."""
+    import torch
+
+    probe = torch.rand(2, 3, a.image_size, a.image_size, generator=torch.Generator().manual_seed(0))
+    traced = torch.jit.load(str(a.backbone), map_location="cpu")
+    with torch.no_grad():
+        diff = float((features(probe) - traced(probe)).abs().max())
+    record["max_abs_diff"] = diff
+    assert diff < 1e-3, f"{what} differs from the clbench network by {diff}"
+
+
 #: PILOT learner -> the timm model name ``register_prompt_vit`` registers for it (PILOT's
 #: factory keys on the suffix: ``_l2p``, ``_dualprompt``, ``utils/inc_net.py:97,122``).
 PROMPT_TYPES = {"l2p": "clbench_vit_l2p", "dualprompt": "clbench_vit_dualprompt"}
@@ -434,6 +452,8 @@ def register_sema(a, inc_net, own_backbone) -> None:
         for name, param in model.named_parameters():
             param.requires_grad = name in msg.missing_keys
         model.out_dim = width
+        if not SEMA_CHECK:  # adapters at zero: SEMA-CL's ViT is then the pretrained network
+            check_embedding(a, SEMA_CHECK, "SEMA-CL's ViT", lambda x: model.eval()(x)["features"])
         return model.eval()
 
     inc_net.get_backbone = get_backbone
@@ -565,16 +585,10 @@ def register_adapter_vit(a, inc_net, previous) -> None:
         return model, msg
 
     def check(model, probe_forward) -> None:
-        if ADAPTER_CHECK:
-            return
-        probe = torch.rand(
-            2, 3, a.image_size, a.image_size, generator=torch.Generator().manual_seed(0)
-        )
-        traced = torch.jit.load(str(a.backbone), map_location="cpu")
-        with torch.no_grad():
-            diff = float((probe_forward(model.eval(), probe) - traced(probe)).abs().max())
-        ADAPTER_CHECK["max_abs_diff"] = diff
-        assert diff < 1e-3, f"PILOT's adapter ViT differs from the clbench network by {diff}"
+        if not ADAPTER_CHECK:
+            check_embedding(
+                a, ADAPTER_CHECK, "PILOT's adapter ViT", lambda x: probe_forward(model.eval(), x)
+            )
 
     def get_backbone(run_args, pretrained=False):
         kind = run_args["backbone_type"]
@@ -686,14 +700,9 @@ def register_prompt_vit(a) -> None:
         return model
 
     def check(model) -> None:
-        probe = torch.rand(
-            2, 3, a.image_size, a.image_size, generator=torch.Generator().manual_seed(0)
+        check_embedding(
+            a, PROMPT_CHECK, "PILOT's prompt ViT", lambda x: model.eval()(x)["pre_logits"]
         )
-        traced = torch.jit.load(str(a.backbone), map_location="cpu")
-        with torch.no_grad():
-            diff = float((model.eval()(probe)["pre_logits"] - traced(probe)).abs().max())
-        PROMPT_CHECK["max_abs_diff"] = diff
-        assert diff < 1e-3, f"PILOT's prompt ViT differs from the clbench network by {diff}"
 
     def clbench_vit_l2p(pretrained=False, **kwargs):
         return build(vit_l2p, kwargs)
