@@ -14,9 +14,9 @@ HEAD_KINDS = ("linear", "cosine")
 HeadInit = Literal["default", "trunc-normal"]
 """How a head's new rows start. ``default``: ``nn.Linear``'s own (weights and bias
 uniform in +-1/sqrt(in_features)). ``trunc-normal``: weights normal with std 0.02
-(timm's ``trunc_normal_``, whose +-2 bounds are 100 std away), bias 0: the timm ViT head that LAMDA-PILOT's SLCA, L2P and
-DualPrompt train (``backbone/linears.py`` ``SimpleContinualLinear``, and its ViTs'
-``init_weights``)."""
+(timm's ``trunc_normal_``, whose +-2 bounds are 100 std away), bias 0: the timm ViT
+head that LAMDA-PILOT's SLCA, L2P and DualPrompt train (``backbone/linears.py``
+``SimpleContinualLinear``, and its ViTs' ``init_weights``)."""
 
 
 def grow_linear(

@@ -189,8 +189,9 @@ class PromptLearner(Learner):
         if self.test_choices is None:
             return
         chosen, self.test_choices = self.test_choices, None
-        trained = self.train_choices if self.train_choices is not None else torch.zeros(0)
-        trained = torch.nn.functional.pad(trained, (0, self.prompt_count() - len(trained)))
+        trained = self.train_choices  # one count per prompt (bincount's minlength)
+        if trained is None:
+            trained = torch.zeros(self.prompt_count(), dtype=torch.long)
         record = {
             "after_task": step,
             "task": task_index,
