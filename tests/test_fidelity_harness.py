@@ -1,4 +1,5 @@
-"""The fidelity harness's own computations: PILOT's metrics and the SEMA weight layout."""
+"""The fidelity harness's own computations: PILOT's metrics, the SEMA weight layout, and
+exports that parallel runs can share."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from clbench import metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity"))
 
-from export import sema_layout  # noqa: E402
+from export import sema_layout, tree_once, written_atomically  # noqa: E402
 from harness import pilot_metrics, pilot_pipeline  # noqa: E402
 
 
@@ -224,3 +225,56 @@ def test_seed_table_gives_means_sds_and_the_within_sd_verdict():
     times = step_times([report([1.0], [1.0], 1.0), report([1.0], [1.0], 3.0)])
     assert times["reference"] == {"steps": 4, "wall": 2.0, "cpu": 1.0}
     assert times["clbench"]["wall"] == 1.0
+
+
+def test_an_export_that_fails_midway_leaves_the_previous_file_whole(tmp_path):
+    path = tmp_path / "backbones" / "net.pt"
+    with written_atomically(path) as temporary:
+        torch.save({"w": torch.ones(3)}, temporary)
+    with pytest.raises(RuntimeError), written_atomically(path) as temporary:
+        temporary.write_bytes(b"half a file")
+        raise RuntimeError("the trace check failed")
+    assert torch.equal(torch.load(path)["w"], torch.ones(3))
+    assert [p.name for p in path.parent.iterdir()] == ["net.pt"]  # no temporary left behind
+
+
+def test_a_tree_appears_whole_or_not_at_all(tmp_path):
+    root = tmp_path / "data" / "emoji"
+    seen_during_write = []
+
+    def write(tree: Path) -> dict:
+        (tree / "train" / "00").mkdir(parents=True)
+        (tree / "train" / "00" / "00000.png").write_bytes(b"png")
+        seen_during_write.append(root.exists())
+        return {"classes": ["a"], "train": 1}
+
+    assert tree_once(root, write) == {"classes": ["a"], "train": 1}
+    assert seen_during_write == [False]  # a parallel reader saw no tree while it was written
+    assert (root / "train" / "00" / "00000.png").read_bytes() == b"png"
+    assert tree_once(root, lambda tree: pytest.fail("written twice")) == {
+        "classes": ["a"],
+        "train": 1,
+    }
+    assert sorted(p.name for p in root.parent.iterdir()) == ["emoji"]
+
+
+def test_a_run_that_loses_the_race_reads_the_winners_tree(tmp_path):
+    root = tmp_path / "emoji"
+
+    def write(tree: Path) -> dict:
+        (tree / "mine").mkdir(parents=True)
+        # Another run finishes its rename while this one is still writing.
+        root.mkdir()
+        (root / "clbench-export.json").write_text('{"winner": true}')
+        return {"winner": False}
+
+    assert tree_once(root, write) == {"winner": True}
+    assert not (root / "mine").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emoji"]
+
+
+def test_a_stale_tree_without_metadata_is_an_error_not_a_silent_mix(tmp_path):
+    root = tmp_path / "emoji"
+    (root / "train").mkdir(parents=True)  # left by an export interrupted before this fix
+    with pytest.raises(OSError):
+        tree_once(root, lambda tree: (tree.mkdir(), {})[1])

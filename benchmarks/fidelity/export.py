@@ -17,9 +17,55 @@ clbench's ``Backbone.embed``, checked at export.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+
+
+@contextmanager
+def written_atomically(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path``, renamed onto it once the block has written it.
+
+    Harness runs started in parallel export the same backbone: a reader must never see a
+    half-written file (one such run once failed with ``PytorchStreamReader failed reading
+    file data.pkl``). ``os.replace`` is atomic within one filesystem, so every reader sees
+    either the old complete file or the new one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def tree_once(root: Path, write: Callable[[Path], dict]) -> dict:
+    """The export metadata of the tree at ``root``, writing the tree first if it is missing.
+
+    The tree is written under a temporary name and renamed into place whole, so a parallel
+    run reads either no tree or a complete one; when two runs write it at once, the first
+    rename wins and the other's copy is discarded (both wrote the same images).
+    """
+    meta_path = root / "clbench-export.json"
+    if not meta_path.exists():
+        temporary = root.with_name(f".{root.name}.{os.getpid()}.tmp")
+        shutil.rmtree(temporary, ignore_errors=True)
+        try:
+            meta = write(temporary)
+            (temporary / "clbench-export.json").write_text(json.dumps(meta, indent=1))
+            try:
+                temporary.rename(root)
+            except OSError:
+                if not meta_path.exists():  # not a lost race: a stale tree without metadata
+                    raise
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+    return json.loads(meta_path.read_text())
 
 
 def export_emoji(
@@ -29,24 +75,23 @@ def export_emoji(
     from clbench.scenarios.emoji import read_emoji
 
     data = read_emoji(vendor or "google", 6, False)
-    meta_path = root / "clbench-export.json"
-    if meta_path.exists():
-        return json.loads(meta_path.read_text())
-    width = len(str(len(data.class_names) - 1))
-    for part, samples in (("train", data.train), ("test", data.test)):
-        for index, (key, label) in enumerate(zip(samples.keys, samples.labels, strict=True)):
-            folder = root / part / f"{int(label):0{width}d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            samples.loader(key).save(folder / f"{index:05d}.png")
-    meta = {
-        "scenario": scenario,
-        "source": data.train.source,
-        "classes": list(data.class_names),
-        "train": len(data.train.keys),
-        "test": len(data.test.keys),
-    }
-    meta_path.write_text(json.dumps(meta, indent=1))
-    return meta
+
+    def write(tree: Path) -> dict:
+        width = len(str(len(data.class_names) - 1))
+        for part, samples in (("train", data.train), ("test", data.test)):
+            for index, (key, label) in enumerate(zip(samples.keys, samples.labels, strict=True)):
+                folder = tree / part / f"{int(label):0{width}d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                samples.loader(key).save(folder / f"{index:05d}.png")
+        return {
+            "scenario": scenario,
+            "source": data.train.source,
+            "classes": list(data.class_names),
+            "train": len(data.train.keys),
+            "test": len(data.test.keys),
+        }
+
+    return tree_once(root, write)
 
 
 def export_backbone(spec: str, path: Path, image_size: int = 224) -> dict[str, object]:
@@ -54,7 +99,6 @@ def export_backbone(spec: str, path: Path, image_size: int = 224) -> dict[str, o
     from clbench.backbones import build_backbone
 
     backbone = build_backbone(spec, image_size=image_size).eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
     probe = torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
 
     class Embed(torch.nn.Module):
@@ -65,13 +109,15 @@ def export_backbone(spec: str, path: Path, image_size: int = 224) -> dict[str, o
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.backbone.embed(x)
 
-    with torch.no_grad():
+    with torch.no_grad(), written_atomically(path) as temporary:
         traced = torch.jit.trace(Embed().eval(), probe)
-        traced.save(str(path))
+        traced.save(str(temporary))
         other = torch.rand(3, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
-        same = torch.allclose(torch.jit.load(str(path))(other), backbone.embed(other), atol=1e-5)
-    if not same:  # the reference calls the traced module: it must be clbench's embedding
-        raise RuntimeError(f"{spec}: the traced network differs from Backbone.embed")
+        same = torch.allclose(
+            torch.jit.load(str(temporary))(other), backbone.embed(other), atol=1e-5
+        )
+        if not same:  # the reference calls the traced module: it must be clbench's embedding
+            raise RuntimeError(f"{spec}: the traced network differs from Backbone.embed")
     return {"spec": spec, "file": str(path), "feature_dim": backbone.feature_dim}
 
 
@@ -84,29 +130,30 @@ def export_stream(
     class); the caps keep the first images of each class (in the reader's order).
     Used for shifted streams (emoji, then Fashion-MNIST) run unshuffled.
     """
-    meta_path = root / "clbench-export.json"
-    if meta_path.exists():
-        return json.loads(meta_path.read_text())
-    names, counts = [], {"train": 0, "test": 0}
-    for data, classes, train_cap, test_cap in parts:
-        for cls in classes:
-            folder_id = len(names)
-            names.append(f"{data.name}:{data.class_names[cls]}")
-            for part, samples, cap in (
-                ("train", data.train, train_cap),
-                ("test", data.test, test_cap),
-            ):
-                keys = [
-                    k for k, y in zip(samples.keys, samples.labels, strict=True) if int(y) == cls
-                ]
-                folder = root / part / f"{folder_id:02d}"
-                folder.mkdir(parents=True, exist_ok=True)
-                for index, key in enumerate(keys[:cap]):
-                    samples.loader(key).save(folder / f"{index:05d}.png")
-                    counts[part] += 1
-    meta = {"classes": names, **counts}
-    meta_path.write_text(json.dumps(meta, indent=1))
-    return meta
+
+    def write(tree: Path) -> dict:
+        names, counts = [], {"train": 0, "test": 0}
+        for data, classes, train_cap, test_cap in parts:
+            for cls in classes:
+                folder_id = len(names)
+                names.append(f"{data.name}:{data.class_names[cls]}")
+                for part, samples, cap in (
+                    ("train", data.train, train_cap),
+                    ("test", data.test, test_cap),
+                ):
+                    keys = [
+                        k
+                        for k, y in zip(samples.keys, samples.labels, strict=True)
+                        if int(y) == cls
+                    ]
+                    folder = tree / part / f"{folder_id:02d}"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    for index, key in enumerate(keys[:cap]):
+                        samples.loader(key).save(folder / f"{index:05d}.png")
+                        counts[part] += 1
+        return {"classes": names, **counts}
+
+    return tree_once(root, write)
 
 
 def export_sema_vit(spec: str, path: Path, image_size: int) -> dict[str, object]:
@@ -124,8 +171,8 @@ def export_sema_vit(spec: str, path: Path, image_size: int) -> dict[str, object]
 
     backbone = build_backbone(spec, image_size=image_size)
     out = sema_layout(backbone.model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(out, path)
+    with written_atomically(path) as temporary:
+        torch.save(out, temporary)
     return exported(spec, path, backbone, image_size)
 
 
@@ -185,6 +232,6 @@ def export_timm_vit(spec: str, path: Path, image_size: int) -> dict[str, object]
     backbone = build_backbone(spec, image_size=image_size)
     model = backbone.model
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
+    with written_atomically(path) as temporary:
+        torch.save(state, temporary)
     return exported(spec, path, backbone, image_size, layer_scale="blocks.0.ls1.gamma" in state)
