@@ -21,7 +21,7 @@ from clbench.errors import ConfigError
 from clbench.features import ImageDataset
 from clbench.progress import progress
 
-SCHEDULES = ("cosine", "multistep", "constant")
+SCHEDULES = ("cosine", "quarter-cosine", "multistep", "constant")
 
 
 @dataclass
@@ -32,7 +32,11 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "cosine"  # cosine | multistep | constant
+    schedule: str = "cosine"  # cosine | quarter-cosine | multistep | constant
+    """``cosine``: half a cosine period from 1 to 0 over the optimiser steps.
+    ``quarter-cosine``: CODA-Prompt's schedule (its ``utils/schedulers.py``, copied by
+    PILOT): constant within an epoch, epoch ``e`` of ``E`` at cos(99 pi e / (200 (E - 1))),
+    i.e. a quarter period from 1 down to cos(99 pi / 200) = 0.0157 at the last epoch."""
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     warmup_epochs: int = 0
@@ -148,12 +152,18 @@ def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_
         if cfg.schedule == "cosine":
             progress_ = (step - warmup) / max(total - warmup, 1)
             return 0.5 * (1 + math.cos(math.pi * progress_))
+        if cfg.schedule == "quarter-cosine":
+            epochs = math.ceil((total - warmup) / steps_per_epoch)
+            epoch = (step - warmup) // steps_per_epoch
+            return math.cos(99 * math.pi * epoch / (200 * (epochs - 1))) if epochs > 1 else 1.0
         if cfg.schedule == "multistep":
             epoch = step // steps_per_epoch
             return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
         if cfg.schedule == "constant":
             return 1.0
-        raise ConfigError(f"unknown schedule {cfg.schedule!r}", "use cosine, multistep or constant")
+        raise ConfigError(
+            f"unknown schedule {cfg.schedule!r}", f"use one of {', '.join(SCHEDULES)}"
+        )
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 

@@ -13,7 +13,10 @@ class token.
 Defaults: PILOT's ImageNet-R configuration (``exps/coda_prompt_inr.json``, the
 official repository's ImageNet-R setting): 100 components, length 8, blocks
 0-4, ortho weight 0 (orthogonality comes from the initialisation), Adam lr
-0.001, batch 128, 50 epochs, cosine schedule, 10 tasks.
+0.001, batch 128, 50 epochs, 10 tasks, and the authors' schedule
+(``quarter-cosine``: per epoch, a quarter cosine period down to 1.6 % of the
+rate, ``utils/schedulers.py`` of GT-RIPL/CODA-Prompt, the same in PILOT), not
+the per-step half cosine that ``schedule="cosine"`` is.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class CODAPrompt(PromptLearner):
             lr=0.001,
             optimizer="adam",
             weight_decay=0.0,
-            schedule="cosine",
+            schedule="quarter-cosine",
             batch_size=128,
         )
 

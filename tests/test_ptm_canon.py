@@ -273,6 +273,12 @@ def test_coda_components_start_orthogonal_and_old_ones_stay_fixed():
     assert torch.allclose(pool.compose(queries, 1, False), torch.einsum("bm,mld->bld", alpha, p))
 
 
+def test_coda_trains_on_its_authors_schedule_unless_told_otherwise():
+    # GT-RIPL/CODA-Prompt (and PILOT) step a quarter cosine per epoch, not a per-step half cosine.
+    assert CODAPrompt().train.schedule == "quarter-cosine"
+    assert CODAPrompt(train={"schedule": "cosine"}).train.schedule == "cosine"
+
+
 def test_coda_refuses_more_tasks_than_its_split():
     learner = CODAPrompt(pool_size=4, num_tasks=2, train={"epochs": 1, "batch_size": 8})
     learner.setup(tiny_context(DEPTH))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -113,6 +115,39 @@ def test_schedules():
         make_optimizer([nn.Parameter(torch.zeros(1), requires_grad=False)], cfg)
     with pytest.raises(ConfigError, match="optimizer"):
         make_optimizer(p, TrainConfig(optimizer="lbfgs"))
+
+
+def rates(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
+    p = [nn.Parameter(torch.zeros(1))]
+    opt = make_optimizer(p, cfg)
+    sched = make_schedule(opt, cfg, steps_per_epoch=steps_per_epoch)
+    out = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        out.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_quarter_cosine_is_coda_prompts_per_epoch_schedule():
+    lrs = rates(TrainConfig(epochs=4, lr=2.0, schedule="quarter-cosine"), steps_per_epoch=3)
+    # CODA-Prompt's CosineSchedule: constant within an epoch, epoch e at cos(99 pi e / (200 (E-1))).
+    expected = [2.0 * math.cos(99 * math.pi * e / 600) for e in range(4) for _ in range(3)]
+    assert lrs == pytest.approx(expected)
+    assert lrs[-1] == pytest.approx(2.0 * 0.015707, rel=1e-3)  # not 0: the last epoch still trains
+    # It is not the per-step half cosine that "cosine" is.
+    assert rates(TrainConfig(epochs=4, lr=2.0, schedule="cosine"), 3)[1] != pytest.approx(lrs[1])
+    # One epoch: CODA's formula divides by zero; the one epoch runs at the full rate.
+    assert rates(TrainConfig(epochs=1, lr=2.0, schedule="quarter-cosine"), 3) == [2.0] * 3
+
+
+def test_quarter_cosine_starts_after_the_warmup():
+    cfg = TrainConfig(epochs=3, lr=1.0, schedule="quarter-cosine", warmup_epochs=1)
+    lrs = rates(cfg, steps_per_epoch=2)
+    assert lrs[:2] == pytest.approx([0.5, 1.0])  # linear warm-up over the first epoch
+    # The two epochs after it are the quarter cosine of a 2-epoch run: 1, then cos(99 pi / 200).
+    last = math.cos(99 * math.pi / 200)
+    assert lrs[2:] == pytest.approx([1.0, 1.0, last, last])
 
 
 def test_eval_modules_stay_in_eval_mode():
