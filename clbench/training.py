@@ -154,7 +154,8 @@ def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_
             return 0.5 * (1 + math.cos(math.pi * progress_))
         if cfg.schedule == "quarter-cosine":
             epochs = math.ceil((total - warmup) / steps_per_epoch)
-            epoch = (step - warmup) // steps_per_epoch
+            # min(): the factor LambdaLR computes after the last step (only logged) stays in range.
+            epoch = min((step - warmup) // steps_per_epoch, epochs - 1)
             return math.cos(99 * math.pi * epoch / (200 * (epochs - 1))) if epochs > 1 else 1.0
         if cfg.schedule == "multistep":
             epoch = step // steps_per_epoch

@@ -137,6 +137,15 @@ def test_quarter_cosine_is_coda_prompts_per_epoch_schedule():
     assert lrs[-1] == pytest.approx(2.0 * 0.015707, rel=1e-3)  # not 0: the last epoch still trains
     # It is not the per-step half cosine that "cosine" is.
     assert rates(TrainConfig(epochs=4, lr=2.0, schedule="cosine"), 3)[1] != pytest.approx(lrs[1])
+    # The rate logged at the last epoch's end is that epoch's, not a negative cosine beyond it.
+    p = [nn.Parameter(torch.zeros(1))]
+    cfg = TrainConfig(epochs=4, lr=2.0, schedule="quarter-cosine")
+    opt = make_optimizer(p, cfg)
+    sched = make_schedule(opt, cfg, steps_per_epoch=3)
+    for _ in range(12):
+        opt.step()
+        sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(lrs[-1])
     # One epoch: CODA's formula divides by zero; the one epoch runs at the full rate.
     assert rates(TrainConfig(epochs=1, lr=2.0, schedule="quarter-cosine"), 3) == [2.0] * 3
 
