@@ -3,6 +3,7 @@ exports that parallel runs can share."""
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
@@ -14,7 +15,12 @@ from clbench import metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity"))
 
-from export import sema_layout, tree_once, written_atomically  # noqa: E402
+from export import (  # noqa: E402
+    folded_layer_scale,
+    sema_layout,
+    tree_once,
+    written_atomically,
+)
 from harness import pilot_metrics, pilot_pipeline  # noqa: E402
 
 
@@ -227,6 +233,31 @@ def test_seed_table_gives_means_sds_and_the_within_sd_verdict():
     assert times["clbench"]["wall"] == 1.0
 
 
+def test_folded_layer_scale_gives_a_vit_without_it_the_same_function():
+    import timm
+
+    torch.manual_seed(0)
+    scaled = timm.create_model(
+        "vit_small_patch14_dinov2", pretrained=False, img_size=28, depth=2, init_values=0.3
+    ).eval()
+    with torch.no_grad():
+        for block in scaled.blocks:
+            block.ls1.gamma.uniform_(0.1, 1.0)
+            block.ls2.gamma.uniform_(0.1, 1.0)
+    plain = copy.deepcopy(scaled)
+    for block in plain.blocks:  # the blocks of a ViT without layer scale (CODA's, SEMA-CL's)
+        block.ls1 = block.ls2 = torch.nn.Identity()
+    state = folded_layer_scale(scaled.state_dict())
+    assert not any(".ls" in k for k in state)
+    plain.load_state_dict(state)  # strict: every key of a ViT without layer scale, no other
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), scaled(x), atol=1e-5)
+        assert not torch.allclose(
+            plain.blocks[0].attn.proj.weight, scaled.blocks[0].attn.proj.weight
+        )
+
+
 def test_an_export_that_fails_midway_leaves_the_previous_file_whole(tmp_path):
     path = tmp_path / "backbones" / "net.pt"
     with written_atomically(path) as temporary:
@@ -278,3 +309,28 @@ def test_a_stale_tree_without_metadata_is_an_error_not_a_silent_mix(tmp_path):
     (root / "train").mkdir(parents=True)  # left by an export interrupted before this fix
     with pytest.raises(OSError):
         tree_once(root, lambda tree: (tree.mkdir(), {})[1])
+
+
+def test_the_cpu_shim_for_a_cuda_only_line_keeps_its_values_and_gradients():
+    from pilot_run import torch_with_copied_grad_zeros
+
+    shim = torch_with_copied_grad_zeros()
+    # PILOT's vit_coda_promtpt.py:337-343, which fails on a CPU with torch itself.
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        total = torch.zeros((1,), requires_grad=True).to(device="cpu")
+        total += torch.ones(1)
+    weight = torch.ones(1, requires_grad=True)
+    total = shim.zeros((1,), requires_grad=True).to(device="cpu")
+    total += 3 * weight
+    total.sum().backward()
+    assert total.item() == 3.0 and weight.grad.item() == 3.0
+    assert not shim.zeros(2).requires_grad and shim.cat is torch.cat  # the rest is torch's
+
+
+def test_a_hard_coded_vit_b_width_reads_as_the_vit_run():
+    from pilot_run import nn_at_width
+
+    nn = nn_at_width(384)
+    assert nn.Linear(768, 10).in_features == 384  # utils/inc_net.py:621, models/sema.py:35
+    assert nn.Linear(64, 10).in_features == 64
+    assert nn.LayerNorm is torch.nn.LayerNorm

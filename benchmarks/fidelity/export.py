@@ -197,11 +197,8 @@ def exported(spec: str, path: Path, backbone, image_size: int, **vit_extra) -> d
 def sema_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A timm ViT's state dict renamed for SEMA-CL's ViT, qkv split, layer scale folded."""
     dim = model.embed_dim
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     out = {}
-    for key, value in state.items():
-        if ".ls1." in key or ".ls2." in key:
-            continue
+    for key, value in folded_layer_scale(model.state_dict()).items():
         if key.endswith("attn.qkv.weight") or key.endswith("attn.qkv.bias"):
             kind = key.rsplit(".", 1)[1]
             prefix = key[: -len(f"qkv.{kind}")]
@@ -209,29 +206,45 @@ def sema_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
                 out[f"{prefix}{name}.{kind}"] = part.contiguous()
             continue
         out[key.replace(".mlp.fc", ".fc")] = value
-    for i in range(len(model.blocks)):
-        for ls, target in (("ls1", "attn.proj"), ("ls2", "fc2")):
-            gamma = state.get(f"blocks.{i}.{ls}.gamma")
-            if gamma is None:
-                continue  # no layer scale in this ViT
-            out[f"blocks.{i}.{target}.weight"] = out[f"blocks.{i}.{target}.weight"] * gamma[:, None]
-            out[f"blocks.{i}.{target}.bias"] = out[f"blocks.{i}.{target}.bias"] * gamma
     return out
 
 
-def export_timm_vit(spec: str, path: Path, image_size: int) -> dict[str, object]:
+def folded_layer_scale(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A timm ViT state dict without layer scale, computing the same function.
+
+    For the references' ViTs whose blocks have no layer scale: each block's gammas are
+    folded into the projection they scale (``ls1`` into ``attn.proj``, ``ls2`` into
+    ``mlp.fc2``; ``g * (W x + b) = (g W) x + g b``, exact). Key names stay timm's.
+    """
+    out = {k: v.detach().clone() for k, v in state.items() if ".ls1." not in k and ".ls2." not in k}
+    for key, gamma in state.items():
+        if not key.endswith((".ls1.gamma", ".ls2.gamma")):
+            continue
+        block, ls = key.split(".")[1], key.split(".")[2]
+        target = f"blocks.{block}.{'attn.proj' if ls == 'ls1' else 'mlp.fc2'}"
+        out[f"{target}.weight"] = out[f"{target}.weight"] * gamma[:, None]
+        out[f"{target}.bias"] = out[f"{target}.bias"] * gamma
+    return out
+
+
+def export_timm_vit(
+    spec: str, path: Path, image_size: int, fold_layer_scale: bool = False
+) -> dict[str, object]:
     """The clbench ViT's own timm state dict, for PILOT's prompt ViTs (``backbone/vit_l2p.py``,
-    ``vit_dualprompt.py``), which keep timm's key names (fused qkv, ``mlp.fc1``, ``ls1.gamma``).
+    ``vit_dualprompt.py``, ``vit_coda_promtpt.py``), which keep timm's key names (fused qkv,
+    ``mlp.fc1``).
 
     The position grid is already fitted to ``image_size`` (clbench's loader does it); a
     truncated DINOv2 (clbench's default feature) has no final-norm keys. ``vit`` also says
-    whether the blocks have layer scale, so that the reference's ViT is built with it.
+    whether the blocks have layer scale, so that the reference's ViT is built with it;
+    ``fold_layer_scale`` folds it away instead, for a ViT whose blocks have none (CODA's).
     """
     from clbench.backbones import build_backbone
 
     backbone = build_backbone(spec, image_size=image_size)
-    model = backbone.model
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().clone() for k, v in backbone.model.state_dict().items()}
+    if fold_layer_scale:
+        state = folded_layer_scale(state)
     with written_atomically(path) as temporary:
         torch.save(state, temporary)
     return exported(spec, path, backbone, image_size, layer_scale="blocks.0.ls1.gamma" in state)

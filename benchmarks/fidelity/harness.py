@@ -67,8 +67,9 @@ PILOT_CONFIGS = {
 #: ``vit_mos.py``, ``vit_ease.py``): they get the clbench ViT's weights in that layout (``--adapter-vit``).
 ADAPTER_VIT_LEARNERS = ("aper_adapter", "mos", "ease")
 #: PILOT learners whose ViT is a timm-registered prompt ViT (``backbone/vit_l2p.py``,
-#: ``vit_dualprompt.py``): they get the clbench ViT's own timm state dict (``--prompt-vit``).
-PROMPT_VIT_LEARNERS = ("l2p", "dualprompt")
+#: ``vit_dualprompt.py``, ``vit_coda_promtpt.py``): they get the clbench ViT's own timm state
+#: dict (``--prompt-vit``); CODA's blocks have no layer scale, so its copy has it folded.
+PROMPT_VIT_LEARNERS = ("l2p", "dualprompt", "coda_prompt")
 
 
 def reference_learner(ref: Path, config: str) -> str:
@@ -86,7 +87,8 @@ def adapter_vit_args(learner: str, vit: dict | None) -> list[str]:
 
 
 def prompt_vit_args(learner: str, vit: dict | None) -> list[str]:
-    """pilot_run.py's arguments for a learner that builds a timm prompt ViT (L2P, DualPrompt)."""
+    """pilot_run.py's arguments for a learner that builds a timm prompt ViT (L2P, DualPrompt,
+    CODA-Prompt)."""
     if learner not in PROMPT_VIT_LEARNERS:
         return []
     if vit is None:
@@ -337,11 +339,16 @@ def compare(a: argparse.Namespace) -> dict:
     if learner in PROMPT_VIT_LEARNERS and a.backbone.startswith("dinov2"):
         from export import export_timm_vit
 
-        # vit_l2p.py / vit_dualprompt.py keep timm's key names: the weights go as they are.
+        # vit_l2p.py / vit_dualprompt.py keep timm's key names: the weights go as they are;
+        # vit_coda_promtpt.py's blocks have no layer scale: it is folded into the weights.
+        folded = learner == "coda_prompt"
         vit = export_timm_vit(
             a.backbone,
-            a.work / "backbones" / f"timm-vit-{a.backbone}-{a.image_size}.pt",
+            a.work
+            / "backbones"
+            / f"timm-vit{'-folded' if folded else ''}-{a.backbone}-{a.image_size}.pt",
             a.image_size,
+            fold_layer_scale=folded,
         )
     extra = adapter_vit_args(learner, vit) + prompt_vit_args(learner, vit)
     ref = run_pilot(a, data, backbone, a.work / "results" / f"pilot-{tag}.json", extra)

@@ -64,8 +64,9 @@ def main() -> int:
     p.add_argument(
         "--prompt-vit",
         type=Path,
-        help="l2p / dualprompt: the clbench ViT's timm state dict, built as PILOT's timm-registered "
-        "prompt ViT (backbone/vit_l2p.py, vit_dualprompt.py) at --vit's shape",
+        help="l2p / dualprompt / coda_prompt: the clbench ViT's timm state dict, built as PILOT's "
+        "timm-registered prompt ViT (backbone/vit_l2p.py, vit_dualprompt.py, "
+        "vit_coda_promtpt.py) at --vit's shape",
     )
     p.add_argument(
         "--projection-seed",
@@ -154,7 +155,7 @@ def main() -> int:
     if a.adapter_vit:
         register_adapter_vit(a, inc_net, get_backbone)
     if a.prompt_vit:
-        register_prompt_vit(a)
+        register_prompt_vit(a, inc_net)
     if a.mos_merge_once:
         merge_once()
 
@@ -275,7 +276,11 @@ def check_embedding(a, record: dict, what: str, features) -> None:
 
 #: PILOT learner -> the timm model name ``register_prompt_vit`` registers for it (PILOT's
 #: factory keys on the suffix: ``_l2p``, ``_dualprompt``, ``utils/inc_net.py:97,122``).
-PROMPT_TYPES = {"l2p": "clbench_vit_l2p", "dualprompt": "clbench_vit_dualprompt"}
+PROMPT_TYPES = {
+    "l2p": "clbench_vit_l2p",
+    "dualprompt": "clbench_vit_dualprompt",
+    "coda_prompt": "clbench_vit_coda_prompt",
+}
 #: The frozen prompt ViT (no prompts) against the traced clbench network, and its position table.
 PROMPT_CHECK: dict = {}
 TRAIN_PHASES: list[dict] = []
@@ -407,6 +412,53 @@ def pilot_vit(module, vit: dict, num_classes: int, ffn_num, **tuning):
     )
 
 
+def nn_at_width(width: int):
+    """``torch.nn`` whose ``Linear`` reads a hard-coded 768 input width as ``width``.
+
+    Given to a reference module in place of its ``nn`` so that its ViT-B/16-only line
+    (``nn.Linear(768, classes)``) builds the head of the ViT actually run; every other
+    name is torch's own.
+    """
+    import types
+
+    import torch
+
+    def linear(in_features, out_features, *args, **kwargs):
+        return torch.nn.Linear(
+            width if in_features == 768 else in_features, out_features, *args, **kwargs
+        )
+
+    shim = types.SimpleNamespace(
+        **{k: getattr(torch.nn, k) for k in dir(torch.nn) if not k.startswith("_")}
+    )
+    shim.Linear = linear
+    return shim
+
+
+def torch_with_copied_grad_zeros():
+    """``torch``, except that ``zeros(..., requires_grad=True)`` returns a non-leaf copy.
+
+    For a reference line written for CUDA, ``torch.zeros(..., requires_grad=True).to(device)``,
+    followed by an in-place ``+=``: on CUDA ``.to`` makes the copy, on the CPU it returns the
+    leaf and the ``+=`` fails. The copy has the same values and gradient path.
+    """
+    import types
+
+    import torch
+
+    def zeros(*args, requires_grad: bool = False, **kwargs):
+        out = torch.zeros(*args, **kwargs)
+        return out.requires_grad_(True).clone() if requires_grad else out
+
+    class Torch(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+    shim = Torch("torch")
+    shim.zeros = zeros
+    return shim
+
+
 def register_sema(a, inc_net, own_backbone) -> None:
     """SEMA-CL on a ViT-S: the adaptations it needs from outside, each for one hard-coded line.
 
@@ -420,8 +472,6 @@ def register_sema(a, inc_net, own_backbone) -> None:
       module's ``nn`` is given a ``Linear`` that reads 768 as the ViT's width.
     The wrappers below only record z-scores, expansions and phase timings.
     """
-    import types
-
     import backbone.sema_block as sema_block
     import backbone.vit_sema as vit_sema
     import models.sema as sema
@@ -458,16 +508,7 @@ def register_sema(a, inc_net, own_backbone) -> None:
 
     inc_net.get_backbone = get_backbone
 
-    def linear(in_features, out_features, *args, **kwargs):
-        return torch.nn.Linear(
-            width if in_features == 768 else in_features, out_features, *args, **kwargs
-        )
-
-    shim = types.SimpleNamespace(
-        **{k: getattr(torch.nn, k) for k in dir(torch.nn) if not k.startswith("_")}
-    )
-    shim.Linear = linear
-    sema.nn = shim
+    sema.nn = nn_at_width(width)
 
     state = {"task": -1, "scan": -1}
     own_forward = sema_block.SEMAModules.forward
@@ -639,8 +680,9 @@ def register_adapter_vit(a, inc_net, previous) -> None:
     linears.EaseCosineLinear.forward_reweight = forward_reweight
 
 
-def register_prompt_vit(a) -> None:
-    """PILOT's L2P and DualPrompt on the clbench ViT: its own prompt ViT classes at the ViT-S shape.
+def register_prompt_vit(a, inc_net) -> None:
+    """PILOT's L2P, DualPrompt and CODA-Prompt on the clbench ViT: its own prompt ViT classes at
+    the ViT-S shape.
 
     PILOT builds both networks of ``PromptVitNet`` (the prompted one and the frozen
     ``original_backbone`` that gives the query, ``utils/inc_net.py:586-613``) with
@@ -657,7 +699,21 @@ def register_prompt_vit(a) -> None:
     initialisation (truncated normal, std 0.02, zero bias), as a pretrained timm ViT
     with another class count gets it. The first frozen network built (no prompts) is
     checked against the traced clbench network on a probe batch.
+
+    CODA-Prompt: ``clbench_vit_coda_prompt`` builds ``backbone/vit_coda_promtpt.py``'s
+    ``VisionTransformer`` (whose blocks have no layer scale: the export folds DINOv2's
+    into ``attn.proj`` / ``mlp.fc2``) and is checked the same way, on its class token.
+    ``CodaPromptVitNet`` hard-codes 768 twice (``utils/inc_net.py:621-622``: its head
+    ``nn.Linear(768, ...)`` and ``CodaPrompt(768, ...)`` with ``key_dim=768``): while it
+    is constructed, ``inc_net``'s ``nn`` reads 768 as the ViT's width and ``CodaPrompt``
+    gets the width as both its embedding and key size. And on a CPU its forward fails
+    as written: ``prompt_loss = torch.zeros((1,), requires_grad=True).to(device=x.device)``
+    (``vit_coda_promtpt.py:337``) is a copy on CUDA but the leaf itself on the CPU, where
+    ``prompt_loss += loss`` (line 343) is then an in-place operation on a leaf that
+    requires grad. The module's ``torch`` is given a ``zeros`` that returns such a tensor
+    as a copy, what ``.to("cuda")`` gives. Nothing else of it changes.
     """
+    import backbone.vit_coda_promtpt as vit_coda
     import backbone.vit_dualprompt as vit_dualprompt
     import backbone.vit_l2p as vit_l2p
     import torch
@@ -710,8 +766,51 @@ def register_prompt_vit(a) -> None:
     def clbench_vit_dualprompt(pretrained=False, **kwargs):
         return build(vit_dualprompt, kwargs)
 
+    def clbench_vit_coda_prompt(pretrained=False, **kwargs):
+        model = vit_coda.VisionTransformer(
+            img_size=shape["img_size"],
+            patch_size=shape["patch_size"],
+            embed_dim=shape["embed_dim"],
+            depth=shape["depth"],
+            num_heads=shape["num_heads"],
+            mlp_ratio=4,
+            qkv_bias=True,
+        )
+        if "norm.weight" not in state:
+            model.norm = torch.nn.Identity()
+        assert not shape.get("layer_scale"), "CODA's blocks have none: export it folded"
+        msg = model.load_state_dict(vit_coda.checkpoint_filter_fn(dict(state), model), strict=False)
+        assert not msg.unexpected_keys, msg.unexpected_keys
+        assert all(k.startswith("head.") for k in msg.missing_keys), msg.missing_keys
+        if "max_abs_diff" not in PROMPT_CHECK:
+            check_embedding(a, PROMPT_CHECK, "PILOT's CODA ViT", lambda x: model.eval()(x)[0][:, 0])
+        return model
+
     register_model(clbench_vit_l2p)
     register_model(clbench_vit_dualprompt)
+    register_model(clbench_vit_coda_prompt)
+    vit_coda.torch = torch_with_copied_grad_zeros()
+
+    width = shape["embed_dim"]
+    own_coda_init, own_coda_prompt = inc_net.CodaPromptVitNet.__init__, inc_net.CodaPrompt
+
+    def coda_prompt_at_width(emb_d, n_tasks, prompt_param, key_dim=768):
+        return own_coda_prompt(
+            width if emb_d == 768 else emb_d,
+            n_tasks,
+            prompt_param,
+            key_dim=width if key_dim == 768 else key_dim,
+        )
+
+    def coda_init(self, run_args, pretrained):
+        own_nn = inc_net.nn
+        inc_net.nn, inc_net.CodaPrompt = nn_at_width(width), coda_prompt_at_width
+        try:
+            own_coda_init(self, run_args, pretrained)
+        finally:
+            inc_net.nn, inc_net.CodaPrompt = own_nn, own_coda_prompt
+
+    inc_net.CodaPromptVitNet.__init__ = coda_init
 
 
 def merge_once() -> None:
