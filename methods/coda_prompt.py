@@ -27,7 +27,7 @@ from clbench.backbones import Backbone
 from clbench.errors import ConfigError
 from clbench.methods.heads import HeadInit
 from clbench.methods.peft.prompts import ComponentPool, PrefixAttention, attach_prefix, set_prefixes
-from clbench.methods.prompting import PromptLearner
+from clbench.methods.prompting import PromptLearner, QueryView
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
 from clbench.training import TrainConfig
@@ -47,6 +47,7 @@ class CODAPrompt(PromptLearner):
         ortho_weight: float = 0.0,
         num_tasks: int = 10,
         head_init: HeadInit = "default",
+        query_view: QueryView = "test",
         train: TrainConfig | dict | None = None,
     ) -> None:
         if length < 2 or length % 2 or pool_size < num_tasks or num_tasks < 1:
@@ -54,7 +55,7 @@ class CODAPrompt(PromptLearner):
                 "CODA-Prompt needs an even length >= 2 and pool_size >= num_tasks >= 1, got "
                 f"length={length}, pool_size={pool_size}, num_tasks={num_tasks}"
             )
-        super().__init__(train, head_init)
+        super().__init__(train, head_init, query_view)
         self.pool_size = pool_size
         self.length = length
         self.layers = tuple(layers)

@@ -28,7 +28,7 @@ from clbench.backbones import Backbone
 from clbench.errors import ConfigError
 from clbench.methods.heads import HeadInit
 from clbench.methods.peft.prompts import PrefixAttention, PromptPool, attach_prefix, set_prefixes
-from clbench.methods.prompting import PromptLearner
+from clbench.methods.prompting import PromptLearner, QueryView
 from clbench.registry import register_method
 from clbench.scenario import TrainTask
 from clbench.training import TrainConfig
@@ -51,6 +51,7 @@ class DualPrompt(PromptLearner):
         pull_weight: float = 0.1,
         carry_prompt: bool = True,
         head_init: HeadInit = "default",
+        query_view: QueryView = "test",
         train: TrainConfig | dict | None = None,
     ) -> None:
         if set(g_layers) & set(e_layers):
@@ -58,7 +59,7 @@ class DualPrompt(PromptLearner):
                 f"g_layers {list(g_layers)} and e_layers {list(e_layers)} overlap",
                 "give the G- and E-prompts different blocks",
             )
-        super().__init__(train, head_init)
+        super().__init__(train, head_init, query_view)
         self.g_length = g_length
         self.g_layers = tuple(g_layers)
         self.e_length = e_length

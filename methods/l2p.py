@@ -23,7 +23,7 @@ from clbench.backbones import Backbone
 from clbench.errors import ConfigError
 from clbench.methods.heads import HeadInit
 from clbench.methods.peft.prompts import InputPrompts, PromptPool, attach_input_prompts
-from clbench.methods.prompting import PromptLearner
+from clbench.methods.prompting import PromptLearner, QueryView
 from clbench.registry import register_method
 from clbench.training import TrainConfig
 
@@ -41,6 +41,7 @@ class L2P(PromptLearner):
         top_k: int = 5,
         pull_weight: float = 0.1,
         head_init: HeadInit = "default",
+        query_view: QueryView = "test",
         train: TrainConfig | dict | None = None,
     ) -> None:
         if not 0 < top_k <= pool_size or length <= 0:
@@ -48,7 +49,7 @@ class L2P(PromptLearner):
                 f"L2P needs 0 < top_k <= pool_size and length > 0, got top_k={top_k}, "
                 f"pool_size={pool_size}, length={length}"
             )
-        super().__init__(train, head_init)
+        super().__init__(train, head_init, query_view)
         self.pool_size = pool_size
         self.length = length
         self.top_k = top_k

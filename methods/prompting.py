@@ -14,6 +14,9 @@ method's ``default_train`` is its PILOT ImageNet-R configuration: Adam (betas
 0.9, 0.999), no weight decay, a new optimiser per task, and the method's rate,
 batch size, epochs and schedule. ``head_init="trunc-normal"`` starts the head's
 rows as PILOT's timm ViT head does (std 0.02, bias 0; the default is ``nn.Linear``'s).
+``query_view="train"`` computes a training image's query on its augmented view
+with the frozen network, as PILOT and the authors' code do (one more forward pass
+per step, no cache); test queries come from the cache either way.
 
 Methods that pick discrete prompts by key-query match (L2P, DualPrompt) set
 ``last_selection`` in ``embed_batch``. The run's ``extra["prompt_selection"]``
@@ -29,7 +32,7 @@ prompts.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -44,6 +47,10 @@ from clbench.methods.peft.common import count_parameters
 from clbench.methods.vit_common import masked_cross_entropy, old_class_count, trainable_vit
 from clbench.scenario import TrainTask
 from clbench.training import TrainConfig, fit, resolve_train, to_device
+
+QueryView = Literal["test", "train"]
+"""Which view of a training image its query is computed on: the cached test view, or the
+augmented view the prompted network sees (PILOT's, recomputed on every step)."""
 
 
 class IndexedImages(Dataset):
@@ -66,10 +73,14 @@ class PromptLearner(Learner):
     name = "prompt"
 
     def __init__(
-        self, train: TrainConfig | dict | None = None, head_init: HeadInit = "default"
+        self,
+        train: TrainConfig | dict | None = None,
+        head_init: HeadInit = "default",
+        query_view: QueryView = "test",
     ) -> None:
         self.train = resolve_train(self.default_train(), train)
         self.head_init = head_init
+        self.query_view = query_view
         self.net: Backbone | None = None
         self.head: nn.Linear | None = None
         self.prompt_params: list[nn.Parameter] = []
@@ -129,13 +140,18 @@ class PromptLearner(Learner):
         known = old_class_count(task.seen_classes, len(task.classes))
         labels = torch.from_numpy(task.train.labels)
         head = self.head
+        frozen = self.ctx.backbone.to(device).eval() if self.query_view == "train" else None
 
         def step(batch):
             images, index = batch
             targets = labels[index].to(device)
-            features, aux = self.embed_batch(
-                to_device(images, device), queries[index].to(device), task.index, train=True
-            )
+            images = to_device(images, device)
+            if frozen is None:
+                query = queries[index].to(device)
+            else:
+                with torch.no_grad():
+                    query = frozen(images)
+            features, aux = self.embed_batch(images, query, task.index, train=True)
             self.count_train_choices()
             logits = head(features).float()
             loss = masked_cross_entropy(logits, targets, known)

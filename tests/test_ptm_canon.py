@@ -279,6 +279,34 @@ def test_coda_trains_on_its_authors_schedule_unless_told_otherwise():
     assert CODAPrompt(train={"schedule": "cosine"}).train.schedule == "cosine"
 
 
+@pytest.mark.parametrize("view", ["test", "train"])
+def test_prompt_queries_come_from_the_view_asked_for(view):
+    learner = CODAPrompt(pool_size=4, num_tasks=2, train=FAST, query_view=view)
+    ctx = tiny_context(DEPTH)
+    learner.setup(ctx)
+    task = synthetic_task(0, [0, 1], 2, per_class=4)[0]
+    seen = []
+    own = learner.embed_batch
+
+    def embed_batch(images, queries, task_index, train):
+        if train:
+            with torch.no_grad():
+                seen.append((ctx.backbone.embed(images), queries.clone()))
+        return own(images, queries, task_index, train)
+
+    learner.embed_batch = embed_batch
+    learner.learn(task)
+    cached = ctx.frozen_features(task.train)
+    for of_images, queries in seen:
+        # "train": the frozen network on the augmented batch itself (PILOT's query);
+        # "test": cached test-view features, which no augmented batch reproduces.
+        on_batch = torch.allclose(queries, of_images, atol=1e-5)
+        assert on_batch == (view == "train")
+        assert any(torch.allclose(q, c, atol=1e-5) for q in queries[:1] for c in cached) == (
+            view == "test"
+        )
+
+
 def test_coda_refuses_more_tasks_than_its_split():
     learner = CODAPrompt(pool_size=4, num_tasks=2, train={"epochs": 1, "batch_size": 8})
     learner.setup(tiny_context(DEPTH))
