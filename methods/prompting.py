@@ -89,6 +89,7 @@ class PromptLearner(Learner):
         self.train_choices: torch.Tensor | None = None  # per prompt: training rows that chose it
         self.test_choices: torch.Tensor | None = None  # the last predict()'s selection
         self.selection_log: list[dict[str, Any]] = []
+        self.train_logs: list[list[dict[str, Any]]] = []  # per task, fit's per-epoch records
 
     task_prompts = False
     """True where prompt ``t`` belongs to task ``t`` (DualPrompt's E-prompts)."""
@@ -157,7 +158,7 @@ class PromptLearner(Learner):
             loss = masked_cross_entropy(logits, targets, known)
             return (loss if aux is None else loss + aux), logits, targets
 
-        fit(
+        log = fit(
             list(self.prompt_params) + list(head.parameters()),
             self.batches(task.train, train=True, seed=self.ctx.seed + task.index),
             step,
@@ -166,6 +167,7 @@ class PromptLearner(Learner):
             desc=f"{self.name} task {task.index}",
             modules=[self.net, head],
         )
+        self.train_logs.append(log.to_dict())
         self.tasks_learned += 1
 
     @torch.no_grad()
@@ -235,9 +237,10 @@ class PromptLearner(Learner):
         ]
 
     def extra_results(self) -> dict[str, Any]:
-        if not self.selection_log:
-            return {}
-        return {"prompt_selection": self.selection_log, "warnings": self.selection_warnings()}
+        out: dict[str, Any] = {"train_logs": self.train_logs}
+        if self.selection_log:
+            out.update(prompt_selection=self.selection_log, warnings=self.selection_warnings())
+        return out
 
     def trainable_parameters(self) -> int:
         if self.head is None:

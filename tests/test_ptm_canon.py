@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -305,6 +307,19 @@ def test_prompt_queries_come_from_the_view_asked_for(view):
         assert any(torch.allclose(q, c, atol=1e-5) for q in queries[:1] for c in cached) == (
             view == "test"
         )
+
+
+def test_prompt_methods_keep_their_training_logs():
+    learner = CODAPrompt(pool_size=4, num_tasks=2, train={"epochs": 3, "batch_size": 8})
+    learner.setup(tiny_context(DEPTH))
+    for i in range(2):
+        learner.learn(synthetic_task(i, [2 * i, 2 * i + 1], 2 * i + 2, per_class=4)[0])
+    logs = learner.extra_results()["train_logs"]
+    assert [len(task) for task in logs] == [3, 3]  # per task, one record per epoch
+    assert all(e["loss"] > 0 and 0 <= e["accuracy"] <= 1 for task in logs for e in task)
+    # The rate at each epoch's end, on the quarter cosine: epoch 1's, then epoch 2's (1.6 %) twice.
+    second, last = math.cos(99 * math.pi / 400), math.cos(99 * math.pi / 200)
+    assert [e["lr"] for e in logs[0]] == pytest.approx([0.001 * second, 0.001 * last, 0.001 * last])
 
 
 def test_coda_refuses_more_tasks_than_its_split():
