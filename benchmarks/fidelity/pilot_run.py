@@ -721,8 +721,8 @@ def register_prompt_vit(a, inc_net) -> None:
 
     shape, state = a.vit, torch.load(a.prompt_vit)
 
-    def build(module, kwargs: dict):
-        kwargs.pop("pretrained_cfg", None)
+    def at_shape(module, **kwargs):
+        """The module's ViT at the exported shape, its final norm gone when the weights lack it."""
         model = module.VisionTransformer(
             img_size=shape["img_size"],
             patch_size=shape["patch_size"],
@@ -731,11 +731,15 @@ def register_prompt_vit(a, inc_net) -> None:
             num_heads=shape["num_heads"],
             mlp_ratio=4,
             qkv_bias=True,
-            init_values=1.0 if shape.get("layer_scale") else None,
             **kwargs,
         )
         if "norm.weight" not in state:
             model.norm = torch.nn.Identity()
+        return model
+
+    def build(module, kwargs: dict):
+        kwargs.pop("pretrained_cfg", None)
+        model = at_shape(module, init_values=1.0 if shape.get("layer_scale") else None, **kwargs)
         msg = model.load_state_dict(module.checkpoint_filter_fn(dict(state), model), strict=False)
         assert not msg.unexpected_keys, msg.unexpected_keys
         own = ("head.", "prompt.", "g_prompt", "e_prompt")
@@ -767,17 +771,7 @@ def register_prompt_vit(a, inc_net) -> None:
         return build(vit_dualprompt, kwargs)
 
     def clbench_vit_coda_prompt(pretrained=False, **kwargs):
-        model = vit_coda.VisionTransformer(
-            img_size=shape["img_size"],
-            patch_size=shape["patch_size"],
-            embed_dim=shape["embed_dim"],
-            depth=shape["depth"],
-            num_heads=shape["num_heads"],
-            mlp_ratio=4,
-            qkv_bias=True,
-        )
-        if "norm.weight" not in state:
-            model.norm = torch.nn.Identity()
+        model = at_shape(vit_coda)
         assert not shape.get("layer_scale"), "CODA's blocks have none: export it folded"
         msg = model.load_state_dict(vit_coda.checkpoint_filter_fn(dict(state), model), strict=False)
         assert not msg.unexpected_keys, msg.unexpected_keys
