@@ -123,11 +123,13 @@ class PromptLearner(Learner):
 
     def learn(self, task: TrainTask) -> None:
         device = self.ctx.device
-        queries = self.ctx.frozen_features(task.train)
+        # The augmented view's queries are computed per batch: the cached ones are not read.
+        frozen = self.ctx.backbone.to(device).eval() if self.query_view == "train" else None
+        queries = self.ctx.frozen_features(task.train) if frozen is None else None
         if self.net is None:
             self.net = trainable_vit(self.ctx, self.name)
             try:
-                self.prompt_params = self.build(self.net, queries.shape[1])
+                self.prompt_params = self.build(self.net, self.ctx.backbone_info.feature_dim)
             except ValueError as exc:  # e.g. a prompt layer this ViT does not have
                 raise ConfigError(
                     f"{self.name}: {exc}",
@@ -141,7 +143,6 @@ class PromptLearner(Learner):
         known = old_class_count(task.seen_classes, len(task.classes))
         labels = torch.from_numpy(task.train.labels)
         head = self.head
-        frozen = self.ctx.backbone.to(device).eval() if self.query_view == "train" else None
 
         def step(batch):
             images, index = batch

@@ -298,6 +298,8 @@ def test_prompt_queries_come_from_the_view_asked_for(view):
 
     learner.embed_batch = embed_batch
     learner.learn(task)
+    # The augmented view needs no cached training queries: none were extracted or read.
+    assert (ctx.cache.stats.extracted + ctx.cache.stats.hits == 0) == (view == "train")
     cached = ctx.frozen_features(task.train)
     for of_images, queries in seen:
         # "train": the frozen network on the augmented batch itself (PILOT's query);

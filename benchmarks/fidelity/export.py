@@ -242,9 +242,12 @@ def export_timm_vit(
     from clbench.backbones import build_backbone
 
     backbone = build_backbone(spec, image_size=image_size)
-    state = {k: v.detach().clone() for k, v in backbone.model.state_dict().items()}
-    if fold_layer_scale:
-        state = folded_layer_scale(state)
+    own = backbone.model.state_dict()
+    state = (
+        folded_layer_scale(own)
+        if fold_layer_scale
+        else {k: v.detach().clone() for k, v in own.items()}
+    )
     with written_atomically(path) as temporary:
         torch.save(state, temporary)
     return exported(spec, path, backbone, image_size, layer_scale="blocks.0.ls1.gamma" in state)
