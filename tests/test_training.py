@@ -100,23 +100,6 @@ def test_log_reports_the_configured_rate_when_the_first_group_is_scaled():
     assert log.epochs[0].lr > 0.01  # not the body's 0.001-scale rate
 
 
-def test_schedules():
-    p = [nn.Parameter(torch.zeros(1))]
-    cfg = TrainConfig(epochs=4, lr=1.0, schedule="multistep", milestones=(1, 3), gamma=0.5)
-    opt = make_optimizer(p, cfg)
-    sched = make_schedule(opt, cfg, steps_per_epoch=2)
-    lrs = []
-    for _ in range(8):
-        lrs.append(sched.get_last_lr()[0])
-        opt.step()
-        sched.step()
-    assert lrs == [1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
-    with pytest.raises(ConfigError, match="nothing to train"):
-        make_optimizer([nn.Parameter(torch.zeros(1), requires_grad=False)], cfg)
-    with pytest.raises(ConfigError, match="optimizer"):
-        make_optimizer(p, TrainConfig(optimizer="lbfgs"))
-
-
 def rates(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
     p = [nn.Parameter(torch.zeros(1))]
     opt = make_optimizer(p, cfg)
@@ -127,6 +110,16 @@ def rates(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
         opt.step()
         sched.step()
     return out
+
+
+def test_schedules():
+    p = [nn.Parameter(torch.zeros(1))]
+    cfg = TrainConfig(epochs=4, lr=1.0, schedule="multistep", milestones=(1, 3), gamma=0.5)
+    assert rates(cfg, steps_per_epoch=2) == [1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
+    with pytest.raises(ConfigError, match="nothing to train"):
+        make_optimizer([nn.Parameter(torch.zeros(1), requires_grad=False)], cfg)
+    with pytest.raises(ConfigError, match="optimizer"):
+        make_optimizer(p, TrainConfig(optimizer="lbfgs"))
 
 
 def test_quarter_cosine_is_coda_prompts_per_epoch_schedule():
