@@ -94,7 +94,9 @@ class EpochLog:
     epoch: int
     loss: float
     accuracy: float | None
-    lr: float  # the configured rate at the epoch's end; a group with lr_scale s runs at s x lr
+    # The configured rate of the epoch's last optimiser step (the one it trained at, not the
+    # next step's); a group with lr_scale s ran at s x lr.
+    lr: float
 
 
 @dataclass
@@ -154,7 +156,7 @@ def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_
             return 0.5 * (1 + math.cos(math.pi * progress_))
         if cfg.schedule == "quarter-cosine":
             epochs = math.ceil((total - warmup) / steps_per_epoch)
-            # min(): the factor LambdaLR computes after the last step (only logged) stays in range.
+            # min(): the factor LambdaLR sets after the last step (never trained at) stays in range.
             epoch = min((step - warmup) // steps_per_epoch, epochs - 1)
             return math.cos(99 * math.pi * epoch / (200 * (epochs - 1))) if epochs > 1 else 1.0
         if cfg.schedule == "multistep":
@@ -188,7 +190,7 @@ def fit(
     (e.g. MOS's EMA merge). ``modules`` are put in train mode for the loop and
     restored afterwards; ``eval_modules`` (inside them) stay in eval mode, e.g. the
     BatchNorm layers of a frozen body whose running statistics must not move.
-    The log holds each epoch's mean loss, accuracy and final learning rate.
+    The log holds each epoch's mean loss, accuracy and the rate of its last step.
     """
     params = list(params)
     optimizer = make_optimizer(params, cfg)
@@ -236,8 +238,9 @@ def fit(
                     epoch,
                     total_loss / max(seen, 1),
                     correct / scored if scored else None,  # None: the step gave no logits
-                    # the first group may be scaled (SLCA's backbone at 1/100): log the base rate
-                    cfg.lr * schedule.lr_lambdas[0](schedule.last_epoch),
+                    # the first group may be scaled (SLCA's backbone at 1/100): log the base rate;
+                    # last_epoch counts steps taken, so the step just taken is last_epoch - 1
+                    cfg.lr * schedule.lr_lambdas[0](schedule.last_epoch - 1),
                 )
             )
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -193,7 +195,10 @@ def test_max_steps_counts_optimizer_steps_and_spans_the_schedule():
         after_step=lambda: calls.append(1),
     )
     assert len(calls) == 7 and len(log.epochs) == 3
-    assert log.epochs[-1].lr == pytest.approx(0.0, abs=1e-12)  # cosine ends at the 7th step
+    # Each epoch logs its last step's rate: steps 2, 5 and 6 (of 0-6, after 2 warm-up steps),
+    # i.e. the cosine's start, then 3/5 and 4/5 into it.
+    cosine = [0.1 * 0.5 * (1 + math.cos(math.pi * k / 5)) for k in (3, 4)]
+    assert [e.lr for e in log.epochs] == pytest.approx([0.1, *cosine])
     opt = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=1.0)
     sched = make_schedule(opt, cfg, steps_per_epoch=3)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5)  # warm-up step 1 of 2

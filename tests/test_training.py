@@ -143,6 +143,30 @@ def test_quarter_cosine_is_coda_prompts_per_epoch_schedule():
     assert rates(TrainConfig(epochs=1, lr=2.0, schedule="quarter-cosine"), 3) == [2.0] * 3
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TrainConfig(epochs=4, lr=1.0, schedule="multistep", milestones=(1, 3), gamma=0.5),
+        TrainConfig(epochs=4, lr=2.0, schedule="quarter-cosine"),
+        TrainConfig(epochs=4, lr=2.0, schedule="cosine", warmup_epochs=1),
+    ],
+    ids=["multistep", "quarter-cosine", "cosine-warmup"],
+)
+def test_each_epoch_logs_the_rate_its_last_step_trained_at(cfg):
+    # Per-epoch schedules change the rate between epochs: the log must not show the next one's.
+    model = nn.Linear(5, 2)
+    x, y = toy_problem(48)  # 3 batches of 16 per epoch
+    log = fit(
+        model.parameters(),
+        tensor_batches(x, y, batch_size=16, seed=0),
+        classification_step(model, torch.device("cpu")),
+        cfg,
+        torch.device("cpu"),
+    )
+    used = rates(cfg, steps_per_epoch=3)
+    assert [e.lr for e in log.epochs] == pytest.approx([used[3 * e + 2] for e in range(4)])
+
+
 def test_quarter_cosine_starts_after_the_warmup():
     cfg = TrainConfig(epochs=3, lr=1.0, schedule="quarter-cosine", warmup_epochs=1)
     lrs = rates(cfg, steps_per_epoch=2)
